@@ -1,0 +1,92 @@
+"""Measurement helpers shared by the pytest-benchmark suites and the ratio-table scripts.
+
+DESIGN.md §5: every kernel is reported as a ratio to the dense floor measured in the same
+process (median of repeated runs after warm-up, fixed thread count, providers interleaved so
+that machine noise hits all of them alike), plus the bytes saved for backward.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+def setup_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def saved_activation_bytes(fn: Callable[[], torch.Tensor], parameters: list[torch.Tensor]) -> int:
+    """Bytes of the unique storages autograd saves while running fn, parameters excluded."""
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    excluded = {p.untyped_storage().data_ptr() for p in parameters}
+    return sum(n for ptr, n in storages.items() if ptr not in excluded)
+
+
+def interleaved_medians(runs: dict[str, Callable[[], None]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per provider; each repetition runs every provider once, in turn."""
+    for _ in range(warmup):
+        for fn in runs.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+            f"({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads")
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).parent)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10, cwd=Path(__file__).parent).stdout.strip()
+        return out.stdout.strip() + ("+uncommitted" if dirty else "") if out.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
+def write_report(path: Path, title: str, command: str, table: str) -> None:
+    """Markdown report with what was measured, where and how; written atomically."""
+    text = (f"# {title}\n\n- date: {datetime.date.today().isoformat()}\n- commit: {commit()}\n"
+            f"- machine: {machine_description()}\n- command: `{command}`\n\n{table}\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+// kanfast::bspline_basis: the B-spline bases of DESIGN.md §2, and its backward.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "bspline_bases.h"
+
+namespace kanfast {
+
+CpuBases::CpuBases(const at::Tensor& grid, int64_t spline_order, at::ScalarType dtype)
+    : num_bases_(grid.size(1) - 1 - spline_order) {
+  const at::Tensor g = grid.to(at::kCPU, dtype).contiguous();
+  const int num_knots = static_cast<int>(g.size(1));
+  if (dtype == at::kFloat) {
+    f32_ = std::make_unique<cpu::KnotTables<float>>(g.data_ptr<float>(), g.size(0), num_knots,
+                                                    static_cast<int>(spline_order));
+  } else {
+    TORCH_CHECK(dtype == at::kDouble, "kanfast: CPU kernels compute in float32 or float64, got ", dtype);
+    f64_ = std::make_unique<cpu::KnotTables<double>>(g.data_ptr<double>(), g.size(0), num_knots,
+                                                     static_cast<int>(spline_order));
+  }
+}
+
+void CpuBases::forward(const at::Tensor& x, const at::Tensor& out) const {
+  if (f32_) {
+    cpu::bspline_bases_cpu(x.data_ptr<float>(), element_strides(x), extents(x), *f32_,
+                           out.data_ptr<float>(), basis_strides(out));
+  } else {
+    cpu::bspline_bases_cpu(x.data_ptr<double>(), element_strides(x), extents(x), *f64_,
+                           out.data_ptr<double>(), basis_strides(out));
+  }
+}
+
+void CpuBases::backward(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& grad_x,
+                        bool accumulate) const {
+  if (f32_) {
+    cpu::bspline_bases_backward_cpu(x.data_ptr<float>(), element_strides(x), extents(x), *f32_,
+                                    grad.data_ptr<float>(), basis_strides(grad),
+                                    grad_x.data_ptr<float>(), element_strides(grad_x), accumulate);
+  } else {
+    cpu::bspline_bases_backward_cpu(x.data_ptr<double>(), element_strides(x), extents(x), *f64_,
+                                    grad.data_ptr<double>(), basis_strides(grad),
+                                    grad_x.data_ptr<double>(), element_strides(grad_x), accumulate);
+  }
+}
+
+namespace {
+
+// x: (*, features), grid: (features, num_knots) -> (*, features, num_bases)
+at::Tensor bspline_basis_cpu(const at::Tensor& x, const at::Tensor& grid, int64_t spline_order) {
+  check_bspline_args("bspline_basis", x, "x", x.dim() - 1, grid, spline_order);
+  const auto dtype = cpu_compute_dtype(x.scalar_type());
+  const CpuBases bases(grid, spline_order, dtype);
+  const at::Tensor xc = x.to(dtype).reshape({-1, grid.size(0), 1});
+  auto sizes = x.sizes().vec();
+  sizes.push_back(bases.num_bases());
+  at::Tensor out = at::empty(sizes, x.options().dtype(dtype));
+  bases.forward(xc, out.view({-1, grid.size(0), bases.num_bases(), 1}));
+  return out.to(x.scalar_type());
+}
+
+// grad_bases: (*, features, num_bases) -> grad_x: (*, features)
+at::Tensor bspline_basis_backward_cpu(const at::Tensor& grad_bases, const at::Tensor& x,
+                                      const at::Tensor& grid, int64_t spline_order) {
+  check_bspline_args("bspline_basis_backward", x, "x", x.dim() - 1, grid, spline_order);
+  auto expected = x.sizes().vec();
+  expected.push_back(grid.size(1) - 1 - spline_order);
+  TORCH_CHECK(grad_bases.sizes() == at::IntArrayRef(expected),
+              "bspline_basis_backward: grad_bases must have shape ", at::IntArrayRef(expected),
+              ", got ", grad_bases.sizes());
+  const auto dtype = cpu_compute_dtype(x.scalar_type());
+  const CpuBases bases(grid, spline_order, dtype);
+  const at::Tensor xc = x.to(dtype).reshape({-1, grid.size(0), 1});
+  const at::Tensor g = grad_bases.to(dtype).reshape({-1, grid.size(0), bases.num_bases(), 1});
+  at::Tensor grad_x = at::empty_like(xc, at::MemoryFormat::Contiguous);
+  bases.backward(xc, g, grad_x, /*accumulate=*/false);
+  return grad_x.view(x.sizes()).to(x.scalar_type());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(kanfast, m) {
+  m.def("bspline_basis(Tensor x, Tensor grid, int spline_order) -> Tensor",
+        {at::Tag::pt2_compliant_tag});
+  m.def("bspline_basis_backward(Tensor grad_bases, Tensor x, Tensor grid, int spline_order) -> Tensor",
+        {at::Tag::pt2_compliant_tag});
+}
+
+TORCH_LIBRARY_IMPL(kanfast, CPU, m) {
+  m.impl("bspline_basis", &bspline_basis_cpu);
+  m.impl("bspline_basis_backward", &bspline_basis_backward_cpu);
+}
+
+}  // namespace kanfast

@@ -1,0 +1,202 @@
+// The fused KANLinear, written once for any device: `Bases` supplies the basis kernels
+// (CpuBases, CudaBases) and ATen supplies the GEMMs.
+//
+// Per chunk of rows the layer is one GEMM over expanded features
+//   feats = [act(x) | B_0(x) | ... | B_{nb-1}(x)]        (rows, F), F = (1 + nb)·in
+//   y     = feats @ W_cᵀ + bias,  W_c = [base_weight | (spline_weight·scaler) basis-major]
+// The basis-major order (all features' B_0, then all B_1, ...) lets the CPU kernels store
+// 8 features per instruction. Nothing of size (N, F) outlives a chunk: backward recomputes
+// the features, so autograd saves only x and the weights.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <string>
+#include <tuple>
+
+#include "../common/base_activation.h"
+#include "../bspline_basis/bspline_bases.h"
+
+namespace kanfast {
+
+// Default feature-buffer size per chunk. CPU: a few MiB keeps a chunk's GEMM operands
+// cache-resident while leaving every GEMM hundreds of rows (bench/kan_linear_ratios.py).
+// GPU: GEMMs need many rows to fill the device; 64 MiB is still small next to its memory.
+constexpr int64_t kCpuChunkBytes = 4 << 20;
+constexpr int64_t kCudaChunkBytes = 64 << 20;
+
+inline void check_kan_linear_args(const char* op, const at::Tensor& x, const at::Tensor& grid,
+                           const std::optional<at::Tensor>& base_weight, const at::Tensor& spline_weight,
+                           const std::optional<at::Tensor>& spline_scaler, const std::optional<at::Tensor>& bias,
+                           int64_t spline_order, const std::string& base_activation) {
+  TORCH_CHECK(x.dim() == 2, op, ": x must have shape (batch, in_features), got ", x.sizes());
+  check_bspline_args(op, x, "x", 1, grid, spline_order);
+  const int64_t in = x.size(1);
+  const int64_t num_bases = grid.size(1) - 1 - spline_order;
+  TORCH_CHECK(spline_weight.dim() == 3 && spline_weight.size(1) == in && spline_weight.size(2) == num_bases, op,
+              ": spline_weight must have shape (out_features, ", in, ", ", num_bases,
+              ") = (out, in_features, grid_size + spline_order), got ", spline_weight.sizes());
+  const int64_t out = spline_weight.size(0);
+  for (const auto& [name, t] : {std::pair{"base_weight", base_weight}, std::pair{"spline_scaler", spline_scaler}}) {
+    if (!t) continue;
+    TORCH_CHECK(t->dim() == 2 && t->size(0) == out && t->size(1) == in, op, ": ", name, " must have shape (",
+                out, ", ", in, ") = (out_features, in_features), got ", t->sizes());
+  }
+  for (const auto& [name, t] : {std::pair{"spline_weight", std::optional<at::Tensor>(spline_weight)},
+                                std::pair{"base_weight", base_weight}, std::pair{"spline_scaler", spline_scaler}}) {
+    if (!t) continue;
+    TORCH_CHECK(t->scalar_type() == x.scalar_type(), op, ": ", name, " must have x's dtype ", x.scalar_type(),
+                ", got ", t->scalar_type());
+    TORCH_CHECK(t->device() == x.device(), op, ": ", name, " must be on x's device ", x.device(), ", got ",
+                t->device());
+  }
+  if (bias) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == out, op, ": bias must have shape (out_features,) = (", out,
+                ",), got ", bias->sizes());
+    TORCH_CHECK(bias->scalar_type() == x.scalar_type() && bias->device() == x.device(), op,
+                ": bias must have x's dtype and device");
+  }
+  check_base_activation(op, base_activation);
+}
+
+inline void check_kan_linear_backward_args(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& grid,
+                                           const std::optional<at::Tensor>& base_weight,
+                                           const at::Tensor& spline_weight,
+                                           const std::optional<at::Tensor>& spline_scaler, int64_t spline_order,
+                                           const std::string& base_activation) {
+  check_kan_linear_args("kan_linear_backward", x, grid, base_weight, spline_weight, spline_scaler, std::nullopt,
+                        spline_order, base_activation);
+  TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == x.size(0) && grad_out.size(1) == spline_weight.size(0),
+              "kan_linear_backward: grad_out must have shape (", x.size(0), ", ", spline_weight.size(0), "), got ",
+              grad_out.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == x.scalar_type() && grad_out.device() == x.device(),
+              "kan_linear_backward: grad_out must have x's dtype and device");
+}
+
+
+
+struct KanLinearShape {
+  int64_t rows, in, out, num_bases, base_cols, features, chunk_rows;
+};
+
+inline KanLinearShape kan_linear_shape(const at::Tensor& x, const at::Tensor& spline_weight, bool has_base,
+                                       int64_t chunk_rows) {
+  KanLinearShape s;
+  s.rows = x.size(0);
+  s.in = x.size(1);
+  s.out = spline_weight.size(0);
+  s.num_bases = spline_weight.size(2);
+  s.base_cols = has_base ? s.in : 0;
+  s.features = s.base_cols + s.num_bases * s.in;
+  if (chunk_rows <= 0) {
+    const int64_t bytes = x.is_cuda() ? kCudaChunkBytes : kCpuChunkBytes;
+    chunk_rows = std::max<int64_t>(64, bytes / std::max<int64_t>(1, s.features * x.element_size()));
+  }
+  s.chunk_rows = std::max<int64_t>(1, std::min(chunk_rows, s.rows));
+  return s;
+}
+
+// W_c: (out, F); the spline block is permuted to the basis-major feature order.
+inline at::Tensor kan_linear_combined_weight(const at::Tensor& base_weight, const at::Tensor& spline_weight,
+                                             const at::Tensor& spline_scaler) {
+  at::Tensor spline = spline_scaler.defined() ? spline_weight * spline_scaler.unsqueeze(-1) : spline_weight;
+  spline = spline.permute({0, 2, 1}).reshape({spline.size(0), -1});
+  return base_weight.defined() ? at::cat({base_weight, spline}, 1) : spline.contiguous();
+}
+
+// Writes the features of x_chunk (rows, in) into feats (rows, F).
+template <typename Bases>
+void kan_linear_features(const Bases& bases, const KanLinearShape& s, const std::string& act,
+                         const at::Tensor& x_chunk, const at::Tensor& feats) {
+  if (s.base_cols > 0) base_activation_forward(act, x_chunk, feats.narrow(1, 0, s.in));
+  const at::Tensor spline_feats =
+      feats.narrow(1, s.base_cols, s.num_bases * s.in).view({feats.size(0), s.num_bases, s.in});
+  bases.forward(x_chunk.unsqueeze(-1), spline_feats.permute({0, 2, 1}).unsqueeze(-1));
+}
+
+// x: (N, in); grid: (in, G+2K+1); base_weight: (out, in) or undefined; spline_weight:
+// (out, in, G+K); spline_scaler: (out, in) or undefined; bias: (out) or undefined -> (N, out)
+template <typename Bases>
+at::Tensor kan_linear_forward_impl(const Bases& bases, const at::Tensor& x, const at::Tensor& base_weight,
+                                   const at::Tensor& spline_weight, const at::Tensor& spline_scaler,
+                                   const at::Tensor& bias, const std::string& act, int64_t chunk_rows) {
+  const KanLinearShape s = kan_linear_shape(x, spline_weight, base_weight.defined(), chunk_rows);
+  at::Tensor y = at::empty({s.rows, s.out}, x.options());
+  if (s.rows == 0) return y;
+  const at::Tensor weight_t = kan_linear_combined_weight(base_weight, spline_weight, spline_scaler).t();
+  const at::Tensor buffer = at::empty({s.chunk_rows, s.features}, x.options());
+  for (int64_t r0 = 0; r0 < s.rows; r0 += s.chunk_rows) {
+    const int64_t rc = std::min(s.chunk_rows, s.rows - r0);
+    const at::Tensor feats = buffer.narrow(0, 0, rc);
+    kan_linear_features(bases, s, act, x.narrow(0, r0, rc), feats);
+    at::Tensor y_chunk = y.narrow(0, r0, rc);
+    if (bias.defined()) {
+      at::addmm_out(y_chunk, bias, feats, weight_t);
+    } else {
+      at::mm_out(y_chunk, feats, weight_t);
+    }
+  }
+  return y;
+}
+
+// Gradients for (x, base_weight, spline_weight, spline_scaler); entries not asked for in
+// output_mask (or whose parameter is undefined) come back as empty tensors of shape (0,).
+// bias's gradient is grad_out.sum(0), left to the caller.
+template <typename Bases>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_impl(
+    const Bases& bases, const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& base_weight,
+    const at::Tensor& spline_weight, const at::Tensor& spline_scaler, const std::string& act,
+    int64_t chunk_rows, std::array<bool, 4> output_mask) {
+  const KanLinearShape s = kan_linear_shape(x, spline_weight, base_weight.defined(), chunk_rows);
+  const bool need_x = output_mask[0];
+  const bool need_base = output_mask[1] && base_weight.defined();
+  const bool need_scaler = output_mask[3] && spline_scaler.defined();
+  const bool need_weights = need_base || output_mask[2] || need_scaler;
+
+  at::Tensor grad_x, grad_weight;  // grad_weight: gradient of W_c, (out, F)
+  if (need_x) grad_x = at::empty({s.rows, s.in}, x.options());
+  if (need_weights) grad_weight = at::zeros({s.out, s.features}, x.options());
+  if (s.rows > 0 && (need_x || need_weights)) {
+    const at::Tensor weight =
+        need_x ? kan_linear_combined_weight(base_weight, spline_weight, spline_scaler) : at::Tensor();
+    const at::Tensor buffer = at::empty({s.chunk_rows, s.features}, x.options());
+    for (int64_t r0 = 0; r0 < s.rows; r0 += s.chunk_rows) {
+      const int64_t rc = std::min(s.chunk_rows, s.rows - r0);
+      const at::Tensor x_chunk = x.narrow(0, r0, rc);
+      const at::Tensor g_chunk = grad_out.narrow(0, r0, rc);
+      at::Tensor feats = buffer.narrow(0, 0, rc);
+      if (need_weights) {
+        kan_linear_features(bases, s, act, x_chunk, feats);
+        grad_weight.addmm_(g_chunk.t(), feats);
+      }
+      if (need_x) {
+        at::Tensor& grad_feats = feats;  // the features are consumed: reuse their buffer
+        at::mm_out(grad_feats, g_chunk, weight);
+        at::Tensor gx = grad_x.narrow(0, r0, rc);
+        if (s.base_cols > 0) gx.copy_(base_activation_backward(act, grad_feats.narrow(1, 0, s.in), x_chunk));
+        const at::Tensor grad_spline =
+            grad_feats.narrow(1, s.base_cols, s.num_bases * s.in).view({rc, s.num_bases, s.in});
+        bases.backward(x_chunk.unsqueeze(-1), grad_spline.permute({0, 2, 1}).unsqueeze(-1), gx.unsqueeze(-1),
+                       /*accumulate=*/s.base_cols > 0);
+      }
+    }
+  }
+
+  at::Tensor grad_base, grad_spline, grad_scaler;
+  if (need_weights) {
+    if (need_base) grad_base = grad_weight.narrow(1, 0, s.in).contiguous();
+    // d loss / d (spline_weight·scaler), back in the (out, in, G+K) layout
+    const at::Tensor grad_scaled =
+        grad_weight.narrow(1, s.base_cols, s.num_bases * s.in).view({s.out, s.num_bases, s.in}).permute({0, 2, 1});
+    if (output_mask[2]) {
+      grad_spline = spline_scaler.defined() ? grad_scaled * spline_scaler.unsqueeze(-1) : grad_scaled;
+      grad_spline = grad_spline.contiguous();
+    }
+    if (need_scaler) grad_scaler = (grad_scaled * spline_weight).sum(-1);
+  }
+  const auto or_empty = [&](const at::Tensor& t) { return t.defined() ? t : at::empty({0}, x.options()); };
+  return {or_empty(grad_x), or_empty(grad_base), or_empty(grad_spline), or_empty(grad_scaler)};
+}
+
+}  // namespace kanfast

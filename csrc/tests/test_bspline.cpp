@@ -1,0 +1,159 @@
+// Unit tests of the shared B-spline math (kanfast/bspline.h), scalar and SIMD lanes.
+// No torch: run by ctest after the CMake build.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kanfast/bspline.h"
+#include "kanfast/cpu/lanes.h"
+
+namespace {
+
+int failures = 0;
+
+#define EXPECT(cond, ...)                                        \
+  do {                                                           \
+    if (!(cond)) {                                               \
+      ++failures;                                                \
+      std::printf("FAIL %s:%d: %s | ", __FILE__, __LINE__, #cond); \
+      std::printf(__VA_ARGS__);                                  \
+      std::printf("\n");                                         \
+    }                                                            \
+  } while (0)
+
+struct Spline {
+  std::vector<double> t;  // knots
+  int order;
+  int num_bases() const { return static_cast<int>(t.size()) - 1 - order; }
+  double recip(int k, int j) const { return kanfast::knot_span_reciprocal(t[j], t[j + k]); }
+
+  void eval(double x, std::vector<double>& B, std::vector<double>* D) const {
+    std::vector<double> scratch(t.size()), deriv(t.size());
+    auto knot = [&](int j) { return t[j]; };
+    auto rec = [&](int k, int j) { return recip(k, j); };
+    kanfast::bspline_bases(x, static_cast<int>(t.size()), order, knot, rec, scratch.data(),
+                           D ? deriv.data() : static_cast<double*>(nullptr));
+    B.assign(scratch.begin(), scratch.begin() + num_bases());
+    if (D) D->assign(deriv.begin(), deriv.begin() + num_bases());
+  }
+};
+
+Spline uniform(int grid_size, int order, double lo = -1, double hi = 1) {
+  Spline s{{}, order};
+  const double h = (hi - lo) / grid_size;
+  for (int j = -order; j <= grid_size + order; ++j) s.t.push_back(lo + j * h);
+  return s;
+}
+
+Spline irregular(int order) {
+  Spline s{{-3.0, -2.5, -1.0, -0.9, -0.2, 0.0, 0.05, 0.7, 1.0, 1.8, 2.0, 3.5}, order};
+  return s;
+}
+
+void test_partition_of_unity_and_support() {
+  for (int order = 1; order <= 5; ++order) {
+    for (const Spline& s : {uniform(5, order), uniform(17, order, -2, 3), irregular(order)}) {
+      const double lo = s.t[order], hi = s.t[s.t.size() - 1 - order];
+      std::vector<double> B;
+      for (int i = 0; i < 997; ++i) {
+        const double x = lo + (hi - lo) * i / 997.0;
+        s.eval(x, B, nullptr);
+        double sum = 0;
+        int nonzero = 0;
+        for (double b : B) {
+          EXPECT(b >= -1e-15, "order %d x %g basis %g < 0", order, x, b);
+          sum += b;
+          nonzero += b != 0;
+        }
+        EXPECT(std::fabs(sum - 1) < 1e-12, "order %d x %g sum %.17g", order, x, sum);
+        EXPECT(nonzero <= order + 1, "order %d x %g has %d non-zero bases", order, x, nonzero);
+      }
+    }
+  }
+}
+
+void test_derivative_matches_finite_differences() {
+  for (int order = 1; order <= 5; ++order) {
+    const Spline s = irregular(order);
+    std::vector<double> B, D, Bp, Bm;
+    for (double x : {-2.31, -0.55, 0.02, 0.333, 1.2, 2.7}) {
+      s.eval(x, B, &D);
+      const double h = 1e-6;
+      s.eval(x + h, Bp, nullptr);
+      s.eval(x - h, Bm, nullptr);
+      for (int j = 0; j < s.num_bases(); ++j) {
+        const double fd = (Bp[j] - Bm[j]) / (2 * h);
+        EXPECT(std::fabs(fd - D[j]) < 1e-5 * (1 + std::fabs(D[j])), "order %d x %g j %d: %g vs %g", order, x, j,
+               D[j], fd);
+      }
+    }
+  }
+}
+
+void test_outside_and_non_finite() {
+  const Spline s = uniform(5, 3);
+  std::vector<double> B, D;
+  const double inf = std::numeric_limits<double>::infinity();
+  for (double x : {s.t.front() - 1e-9, s.t.back(), s.t.back() + 4, inf, -inf}) {
+    s.eval(x, B, &D);
+    for (int j = 0; j < s.num_bases(); ++j) {
+      EXPECT(B[j] == 0 && D[j] == 0, "x %g j %d gives %g / %g, want 0", x, j, B[j], D[j]);
+    }
+  }
+  s.eval(std::nan(""), B, &D);
+  for (int j = 0; j < s.num_bases(); ++j) EXPECT(std::isnan(B[j]) && std::isnan(D[j]), "NaN x, j %d", j);
+  s.eval(s.t.front(), B, nullptr);  // half-open: the first knot is inside
+  EXPECT(B[0] == 0 && s.order > 0, "B_0 at t_0 of a cubic is 0, got %g", B[0]);
+}
+
+void test_repeated_knots_are_finite() {
+  Spline s{{-1, -1, -1, -1, -0.5, 0, 0, 0.5, 1, 1, 1, 1}, 3};
+  std::vector<double> B, D;
+  for (int i = 0; i < 200; ++i) {
+    const double x = -1 + 2.0 * i / 200;
+    s.eval(x, B, &D);
+    double sum = 0;
+    for (int j = 0; j < s.num_bases(); ++j) {
+      EXPECT(std::isfinite(B[j]) && std::isfinite(D[j]), "x %g j %d: %g %g", x, j, B[j], D[j]);
+      sum += B[j];
+    }
+    EXPECT(std::fabs(sum - 1) < 1e-12, "clamped spline at %g sums to %.17g", x, sum);
+  }
+}
+
+// The SIMD lanes must give the scalar results bit for bit (the CPU kernels use them).
+void test_simd_lanes_equal_scalar() {
+  using V = kanfast::cpu::Vec<double>;
+  constexpr int W = kanfast::cpu::Lanes<double>::width;
+  const Spline s = irregular(3);
+  const int nk = static_cast<int>(s.t.size());
+  const double xs[W] = {-2.9, -0.95, 0.01, 1.99};
+  V x;
+  std::memcpy(&x, xs, sizeof(x));
+  V B[kanfast::kMaxKnots], D[kanfast::kMaxKnots];
+  auto knot = [&](int j) { return V{} + s.t[j]; };
+  auto rec = [&](int k, int j) { return V{} + s.recip(k, j); };
+  kanfast::bspline_bases(x, nk, s.order, knot, rec, B, D);
+  std::vector<double> b, d;
+  for (int l = 0; l < W; ++l) {
+    s.eval(xs[l], b, &d);
+    for (int j = 0; j < s.num_bases(); ++j) {
+      EXPECT(b[j] == B[j][l] && d[j] == D[j][l], "lane %d j %d: %g/%g vs %g/%g", l, j, B[j][l], D[j][l], b[j],
+             d[j]);
+    }
+  }
+}
+
+}  // namespace
+
+int main() {
+  test_partition_of_unity_and_support();
+  test_derivative_matches_finite_differences();
+  test_outside_and_non_finite();
+  test_repeated_knots_are_finite();
+  test_simd_lanes_equal_scalar();
+  std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
+  return failures ? 1 : 0;
+}

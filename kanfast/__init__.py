@@ -1,0 +1,9 @@
+"""kanfast: fused Kolmogorov–Arnold Network layers and tools for networks that change shape."""
+
+from . import ops
+from ._backend import get_backend, load_library, set_backend, use_backend
+from .nn import KANLinear
+
+__version__ = "0.1.0"
+
+__all__ = ["KANLinear", "get_backend", "load_library", "ops", "set_backend", "use_backend"]

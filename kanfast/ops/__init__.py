@@ -1,0 +1,6 @@
+"""Public op wrappers: argument checks, backend choice, and the torch.ops.kanfast.* kernels."""
+
+from .bspline_basis import bspline_basis
+from .kan_linear import kan_linear
+
+__all__ = ["bspline_basis", "kan_linear"]

@@ -1,0 +1,6 @@
+"""Pure-PyTorch implementations of every op: the truth in tests, the fallback, a bench provider."""
+
+from .bspline_basis import bspline_basis, bspline_basis_derivative, knot_span_reciprocals
+from .kan_linear import kan_linear
+
+__all__ = ["bspline_basis", "bspline_basis_derivative", "kan_linear", "knot_span_reciprocals"]

@@ -1,0 +1,41 @@
+"""float32 tolerances against the float64 reference, one entry per comparison, with the reason.
+
+Bases are elementwise and bit-exact (same arithmetic as the reference): no entry needed.
+"""
+
+import torch
+
+FLOAT32 = {
+    # Sums of in·(G+K+1) products of O(1) terms in float32: error grows like sqrt(terms)·eps·|terms|.
+    "kan_linear_output": dict(rtol=2e-5, atol=2e-5),
+    # Weight grads sum over the batch too: a few hundred more terms.
+    "kan_linear_grad": dict(rtol=1e-4, atol=1e-4),
+    # Contractions of G+K products per element.
+    "bspline_grad": dict(rtol=1e-5, atol=1e-5),
+}
+
+
+def assert_close(actual, expected, name, **override):
+    """Compare to a float64 reference: exact-ish for float64, the table above for float32."""
+    expected = expected.to(actual.dtype)
+    if actual.dtype == torch.float64:
+        tol = dict(rtol=1e-10, atol=1e-12)
+    else:
+        tol = FLOAT32[name]
+    tol.update(override)
+    torch.testing.assert_close(actual, expected, equal_nan=True, **tol)
+
+
+def low_precision_rule(kernel_out, ref_low, ref64, factor):
+    """flash-attention rule: the kernel's error vs the float64 reference is at most `factor`
+    times the error of the reference itself run in the low precision (plus a float floor)."""
+    kernel_err = (kernel_out.double() - ref64).abs().max().item()
+    ref_err = (ref_low.double() - ref64).abs().max().item()
+    assert kernel_err <= factor * ref_err + 1e-6, f"kernel error {kernel_err:.3g} > {factor} × reference error {ref_err:.3g}"
+
+
+def relative_l2_and_cosine(actual, expected):
+    a, e = actual.double().flatten(), expected.double().flatten()
+    rel = ((a - e).norm() / e.norm().clamp_min(1e-30)).item()
+    cos = torch.nn.functional.cosine_similarity(a, e, dim=0).item()
+    return rel, cos

@@ -1,0 +1,36 @@
+"""Compiles every Triton kernel for the given GPU architectures without a GPU (Triton's
+ahead-of-time path with its bundled ptxas). Run as a script, outside TRITON_INTERPRET:
+the interpreter replaces the kernels with Python functions that cannot be compiled."""
+
+import sys
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from kanfast.triton import bspline
+
+
+def compile_kernel(kernel, pointers, constexprs, arch):
+    signature = {name: "constexpr" if name in constexprs else pointers.get(name, "i64") for name in kernel.arg_names}
+    source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(bspline.LAUNCH_OPTIONS))
+    assert compiled.asm["cubin"], f"{kernel.fn.__name__}: no GPU binary"
+
+
+def main(archs):
+    for arch in archs:
+        for storage in ("fp32", "bf16", "fp16", "fp64"):
+            compute = "fp64" if storage == "fp64" else "fp32"
+            tables = {"knots_ptr": f"*{compute}", "recips_ptr": f"*{compute}"}
+            constexprs = {"NK": 12, "K": 3, "BLOCK": bspline.BLOCK}
+            compile_kernel(bspline._bases_forward_kernel,
+                           {"x_ptr": f"*{storage}", "out_ptr": f"*{storage}", **tables}, constexprs, arch)
+            compile_kernel(bspline._bases_backward_kernel,
+                           {"x_ptr": f"*{storage}", "grad_ptr": f"*{storage}", "gx_ptr": f"*{storage}", **tables},
+                           {**constexprs, "ACCUMULATE": True}, arch)
+            print(f"sm_{arch} {storage}: ok", flush=True)
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [80, 90])
