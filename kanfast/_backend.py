@@ -92,10 +92,8 @@ def _build_on_first_use() -> str:
     with_cuda = torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
     if with_cuda:
         sources += read_sources(root, "cuda_kernels") + read_sources(root, "cuda")
-    digest = hashlib.sha256()
-    for path in sorted(p for p in (root / "csrc").rglob("*") if p.is_file()):
-        digest.update(path.read_bytes())
-    digest.update(repr((torch.__version__, with_cuda, CXX_FLAGS, NVCC_FLAGS, LD_FLAGS)).encode())
+    # One build directory per source tree and toolchain; ninja rebuilds what changed in it.
+    digest = hashlib.sha256(repr((str(root), torch.__version__, with_cuda, CXX_FLAGS, NVCC_FLAGS)).encode())
     build_dir = Path(
         os.environ.get("KANFAST_BUILD_DIR", Path.home() / ".cache" / "kanfast" / digest.hexdigest()[:16])
     )
