@@ -2,8 +2,8 @@
 
 from . import ops
 from ._backend import get_backend, load_library, set_backend, use_backend
-from .nn import KANLinear
+from .nn import KANConv1d, KANConv2d, KANConv3d, KANLinear
 
 __version__ = "0.1.0"
 
-__all__ = ["KANLinear", "get_backend", "load_library", "ops", "set_backend", "use_backend"]
+__all__ = ["KANConv1d", "KANConv2d", "KANConv3d", "KANLinear", "get_backend", "load_library", "ops", "set_backend", "use_backend"]

@@ -1,6 +1,7 @@
 """Public op wrappers: argument checks, backend choice, and the torch.ops.kanfast.* kernels."""
 
 from .bspline_basis import bspline_basis
+from .kan_conv import kan_conv
 from .kan_linear import kan_linear
 
-__all__ = ["bspline_basis", "kan_linear"]
+__all__ = ["bspline_basis", "kan_conv", "kan_linear"]

@@ -1,0 +1,251 @@
+// The fused KANConvNd (N = 1, 2, 3), written once for any device: `Bases` supplies the basis
+// kernels (CpuBases, CudaBases) and ATen the vendor convolution.
+//
+// Per chunk of images the layer is one convolution over expanded channels
+//   feats[:, c·(b+nb) + 0]     = act(x[:, c])            (b = 1 with a base path, else 0)
+//   feats[:, c·(b+nb) + b + j] = B_j(x[:, c])
+//   y = conv(feats, W_c) + bias,  W_c = cat(base_weight[:, :, None], spline_weight) viewed as
+//                                  (out, in/groups·(b+nb), *k)
+// so a group's expanded channels stay contiguous and grouped/depthwise convs work unchanged.
+// Bases are computed once per input element (never per unfolded patch); zero padding applies
+// to the expanded channels (padded sites contribute nothing, as in DESIGN.md §2). Backward
+// recomputes the features per chunk: autograd saves only x and the weights.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "../bspline_basis/bspline_bases.h"
+#include "../common/base_activation.h"
+
+namespace kanfast {
+
+// Feature buffer per chunk: see kan_linear_impl.h for the reasoning (cache-sized on the CPU,
+// large on the GPU where convolutions need many images to fill the device).
+constexpr int64_t kConvCpuChunkBytes = 8 << 20;
+constexpr int64_t kConvCudaChunkBytes = 256 << 20;
+
+struct KanConvGeometry {
+  int64_t dims;                       // 1, 2 or 3
+  std::vector<int64_t> stride, dilation;
+  std::vector<int64_t> padding;       // symmetric part, passed to the convolution
+  std::vector<int64_t> extra_padding; // asymmetric remainder (padding='same' with even extents),
+                                      // in constant_pad_nd order: last dim first, (before, after)
+  int64_t groups;
+  bool asymmetric() const {
+    return std::any_of(extra_padding.begin(), extra_padding.end(), [](int64_t p) { return p != 0; });
+  }
+};
+
+// padding: (before_0, after_0, before_1, after_1, ...) per spatial dim.
+inline KanConvGeometry kan_conv_geometry(const char* op, int64_t dims, at::IntArrayRef stride,
+                                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  TORCH_CHECK(dims >= 1 && dims <= 3, op, ": x must have 1 to 3 spatial dims");
+  TORCH_CHECK(static_cast<int64_t>(stride.size()) == dims && static_cast<int64_t>(dilation.size()) == dims, op,
+              ": stride and dilation need one entry per spatial dim (", dims, "), got ", stride, " and ", dilation);
+  TORCH_CHECK(static_cast<int64_t>(padding.size()) == 2 * dims, op,
+              ": padding needs (before, after) per spatial dim (", 2 * dims, " entries), got ", padding);
+  TORCH_CHECK(groups >= 1, op, ": groups must be positive, got ", groups);
+  KanConvGeometry g;
+  g.dims = dims;
+  g.groups = groups;
+  g.stride = stride.vec();
+  g.dilation = dilation.vec();
+  g.extra_padding.assign(2 * dims, 0);
+  for (int64_t d = 0; d < dims; ++d) {
+    TORCH_CHECK(stride[d] >= 1 && dilation[d] >= 1, op, ": stride and dilation must be positive");
+    const int64_t before = padding[2 * d], after = padding[2 * d + 1];
+    TORCH_CHECK(before >= 0 && after >= 0, op, ": padding must be non-negative, got ", padding);
+    const int64_t sym = std::min(before, after);
+    g.padding.push_back(sym);
+    const int64_t rev = dims - 1 - d;  // constant_pad_nd starts from the last dim
+    g.extra_padding[2 * rev] = before - sym;
+    g.extra_padding[2 * rev + 1] = after - sym;
+  }
+  return g;
+}
+
+inline void check_kan_conv_args(const char* op, const at::Tensor& x, const at::Tensor& grid,
+                                const std::optional<at::Tensor>& base_weight, const at::Tensor& spline_weight,
+                                const std::optional<at::Tensor>& bias, int64_t spline_order,
+                                const std::string& base_activation, const KanConvGeometry& g) {
+  TORCH_CHECK(x.dim() == g.dims + 2, op, ": x must have shape (N, C, *spatial) with ", g.dims,
+              " spatial dims, got ", x.sizes());
+  check_bspline_args(op, x, "x", 1, grid, spline_order);
+  const int64_t in = x.size(1);
+  const int64_t num_bases = grid.size(1) - 1 - spline_order;
+  TORCH_CHECK(in % g.groups == 0, op, ": in_channels (", in, ") must be divisible by groups (", g.groups, ")");
+  TORCH_CHECK(spline_weight.dim() == g.dims + 3 && spline_weight.size(1) == in / g.groups &&
+                  spline_weight.size(2) == num_bases,
+              op, ": spline_weight must have shape (out_channels, ", in / g.groups, ", ", num_bases,
+              ", *kernel_size) = (out, in/groups, grid_size + spline_order, *kernel_size), got ", spline_weight.sizes());
+  const int64_t out = spline_weight.size(0);
+  TORCH_CHECK(out % g.groups == 0, op, ": out_channels (", out, ") must be divisible by groups (", g.groups, ")");
+  if (base_weight) {
+    std::vector<int64_t> expected{out, in / g.groups};
+    for (int64_t d = 0; d < g.dims; ++d) expected.push_back(spline_weight.size(3 + d));
+    TORCH_CHECK(base_weight->sizes() == at::IntArrayRef(expected), op, ": base_weight must have shape ",
+                at::IntArrayRef(expected), " = (out, in/groups, *kernel_size), got ", base_weight->sizes());
+  }
+  if (bias) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == out, op, ": bias must have shape (", out, ",), got ",
+                bias->sizes());
+  }
+  for (const auto& [name, t] : {std::pair{"spline_weight", std::optional<at::Tensor>(spline_weight)},
+                                std::pair{"base_weight", base_weight}, std::pair{"bias", bias}}) {
+    if (!t) continue;
+    TORCH_CHECK(t->scalar_type() == x.scalar_type() && t->device() == x.device(), op, ": ", name,
+                " must have x's dtype and device (", x.scalar_type(), ", ", x.device(), "), got ", t->scalar_type(),
+                ", ", t->device());
+  }
+  for (int64_t d = 0; d < g.dims; ++d) {
+    const int64_t padded = x.size(2 + d) + 2 * g.padding[d] + g.extra_padding[2 * (g.dims - 1 - d)] +
+                           g.extra_padding[2 * (g.dims - 1 - d) + 1];
+    TORCH_CHECK(padded >= g.dilation[d] * (spline_weight.size(3 + d) - 1) + 1, op,
+                ": the kernel (with dilation) is larger than the padded input along spatial dim ", d);
+  }
+  check_base_activation(op, base_activation);
+}
+
+struct KanConvShape {
+  int64_t batch, in, out, num_bases, base_slots, slots, sites, chunk;
+  // slots = base_slots + num_bases expanded channels per input channel; sites = prod(spatial)
+};
+
+inline KanConvShape kan_conv_shape(const at::Tensor& x, const at::Tensor& spline_weight, bool has_base,
+                                   int64_t chunk_rows) {
+  KanConvShape s;
+  s.batch = x.size(0);
+  s.in = x.size(1);
+  s.out = spline_weight.size(0);
+  s.num_bases = spline_weight.size(2);
+  s.base_slots = has_base ? 1 : 0;
+  s.slots = s.base_slots + s.num_bases;
+  s.sites = 1;
+  for (int64_t d = 2; d < x.dim(); ++d) s.sites *= x.size(d);
+  if (chunk_rows <= 0) {
+    const int64_t bytes = x.is_cuda() ? kConvCudaChunkBytes : kConvCpuChunkBytes;
+    chunk_rows = bytes / std::max<int64_t>(1, s.in * s.slots * s.sites * x.element_size());
+  }
+  s.chunk = std::max<int64_t>(1, std::min(chunk_rows, s.batch));
+  return s;
+}
+
+// W_c: (out, in/groups·slots, *k)
+inline at::Tensor kan_conv_combined_weight(const at::Tensor& base_weight, const at::Tensor& spline_weight) {
+  at::Tensor w = base_weight.defined() ? at::cat({base_weight.unsqueeze(2), spline_weight}, 2) : spline_weight;
+  std::vector<int64_t> sizes{w.size(0), w.size(1) * w.size(2)};
+  for (int64_t d = 3; d < w.dim(); ++d) sizes.push_back(w.size(d));
+  return w.reshape(sizes);
+}
+
+// Writes the expanded channels of x_chunk (n, C, *spatial) into feats (n, C·slots, *spatial).
+template <typename Bases>
+void kan_conv_features(const Bases& bases, const KanConvShape& s, const std::string& act, const at::Tensor& x_chunk,
+                       const at::Tensor& feats) {
+  const int64_t n = x_chunk.size(0);
+  const at::Tensor x3 = x_chunk.view({n, s.in, s.sites});
+  const at::Tensor f4 = feats.view({n, s.in, s.slots, s.sites});
+  if (s.base_slots > 0) base_activation_forward(act, x3, f4.select(2, 0));
+  bases.forward(x3, f4.narrow(2, s.base_slots, s.num_bases));
+}
+
+inline at::Tensor pad_features(const at::Tensor& feats, const KanConvGeometry& g) {
+  return g.asymmetric() ? at::constant_pad_nd(feats, g.extra_padding, 0) : feats;
+}
+
+inline std::vector<int64_t> feature_sizes(const at::Tensor& x, int64_t rows, const KanConvShape& s) {
+  std::vector<int64_t> sizes{rows, s.in * s.slots};
+  for (int64_t d = 2; d < x.dim(); ++d) sizes.push_back(x.size(d));
+  return sizes;
+}
+
+// x: (N, C, *spatial) contiguous -> (N, out, *out_spatial)
+template <typename Bases>
+at::Tensor kan_conv_forward_impl(const Bases& bases, const at::Tensor& x, const at::Tensor& base_weight,
+                                 const at::Tensor& spline_weight, const at::Tensor& bias, const std::string& act,
+                                 const KanConvGeometry& g, int64_t chunk_rows) {
+  const KanConvShape s = kan_conv_shape(x, spline_weight, base_weight.defined(), chunk_rows);
+  const at::Tensor weight = kan_conv_combined_weight(base_weight, spline_weight);
+  const std::vector<int64_t> no_output_padding(g.dims, 0);
+  at::Tensor y;
+  const at::Tensor buffer = at::empty(feature_sizes(x, s.chunk, s), x.options());
+  for (int64_t r0 = 0; r0 < std::max<int64_t>(s.batch, 1); r0 += s.chunk) {
+    const int64_t rc = std::min(s.chunk, s.batch - r0);
+    const at::Tensor feats = buffer.narrow(0, 0, rc);
+    if (rc > 0) kan_conv_features(bases, s, act, x.narrow(0, r0, rc), feats);
+    const at::Tensor y_chunk = at::convolution(pad_features(feats, g), weight, bias, g.stride, g.padding, g.dilation,
+                                               false, no_output_padding, g.groups);
+    if (!y.defined()) {
+      auto sizes = y_chunk.sizes().vec();
+      sizes[0] = s.batch;
+      if (rc == s.batch) return y_chunk;  // a single chunk: no copy
+      y = at::empty(sizes, y_chunk.options());
+    }
+    y.narrow(0, r0, rc).copy_(y_chunk);
+  }
+  return y;
+}
+
+// Gradients for (x, base_weight, spline_weight); empty (0,) tensors where not asked for.
+// bias's gradient is grad_out summed over batch and space, left to the caller.
+template <typename Bases>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
+    const Bases& bases, const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& base_weight,
+    const at::Tensor& spline_weight, const std::string& act, const KanConvGeometry& g, int64_t chunk_rows,
+    std::array<bool, 3> output_mask) {
+  const KanConvShape s = kan_conv_shape(x, spline_weight, base_weight.defined(), chunk_rows);
+  const bool need_x = output_mask[0];
+  const bool need_base = output_mask[1] && base_weight.defined();
+  const bool need_weights = need_base || output_mask[2];
+  const at::Tensor weight = kan_conv_combined_weight(base_weight, spline_weight);
+  const std::vector<int64_t> no_output_padding(g.dims, 0);
+
+  at::Tensor grad_x, grad_weight;  // grad_weight: gradient of W_c
+  if (need_x) grad_x = at::empty_like(x);
+  if (need_weights) grad_weight = at::zeros_like(weight);
+  if (s.batch > 0 && (need_x || need_weights)) {
+    const at::Tensor buffer = at::empty(feature_sizes(x, s.chunk, s), x.options());
+    for (int64_t r0 = 0; r0 < s.batch; r0 += s.chunk) {
+      const int64_t rc = std::min(s.chunk, s.batch - r0);
+      const at::Tensor x_chunk = x.narrow(0, r0, rc);
+      const at::Tensor feats = buffer.narrow(0, 0, rc);
+      kan_conv_features(bases, s, act, x_chunk, feats);
+      const at::Tensor padded = pad_features(feats, g);
+      auto [grad_padded, grad_w, unused] = at::convolution_backward(
+          grad_out.narrow(0, r0, rc), padded, weight, std::nullopt, g.stride, g.padding, g.dilation, false,
+          no_output_padding, g.groups, {need_x, need_weights, false});
+      if (need_weights) grad_weight.add_(grad_w);
+      if (!need_x) continue;
+      at::Tensor grad_feats = grad_padded;
+      if (g.asymmetric()) {  // the interior of the padded features
+        for (int64_t d = 0; d < g.dims; ++d) {
+          grad_feats = grad_feats.narrow(2 + d, g.extra_padding[2 * (g.dims - 1 - d)], x.size(2 + d));
+        }
+      }
+      grad_feats = grad_feats.contiguous().view({rc, s.in, s.slots, s.sites});
+      const at::Tensor x3 = x_chunk.view({rc, s.in, s.sites});
+      const at::Tensor gx = grad_x.narrow(0, r0, rc).view({rc, s.in, s.sites});
+      if (s.base_slots > 0) gx.copy_(base_activation_backward(act, grad_feats.select(2, 0), x3));
+      bases.backward(x3, grad_feats.narrow(2, s.base_slots, s.num_bases), gx, /*accumulate=*/s.base_slots > 0);
+    }
+  }
+
+  at::Tensor grad_base, grad_spline;
+  if (need_weights) {
+    std::vector<int64_t> sizes{s.out, s.in / g.groups, s.slots};
+    for (int64_t d = 3; d < spline_weight.dim(); ++d) sizes.push_back(spline_weight.size(d));
+    const at::Tensor per_slot = grad_weight.view(sizes);
+    if (need_base) grad_base = per_slot.select(2, 0).contiguous();
+    if (output_mask[2]) grad_spline = per_slot.narrow(2, s.base_slots, s.num_bases).contiguous();
+  }
+  const auto or_empty = [&](const at::Tensor& t) { return t.defined() ? t : at::empty({0}, x.options()); };
+  return {or_empty(grad_x), or_empty(grad_base), or_empty(grad_spline)};
+}
+
+}  // namespace kanfast

@@ -1,0 +1,193 @@
+"""``kanfast.ops.kan_conv``: the fused KANConv1d/2d/3d of DESIGN.md §2.
+
+Bases are computed once per input element, per chunk of images, and fed to the vendor
+convolution as expanded channels; backward recomputes them, so autograd saves only x (padded,
+for the non-zero padding modes) and the weights.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .. import _backend, reference
+from ._checks import check_base_activation, check_bspline_args, check_tensor
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _tuple(op: str, name: str, value, dims: int, minimum: int) -> tuple[int, ...]:
+    values = (value,) * dims if isinstance(value, int) else tuple(value)
+    if len(values) != dims or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{op}: {name} must be an int or a tuple of {dims} ints, got {value!r}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return values
+
+
+def conv_geometry(op: str, dims: int, kernel_size: Sequence[int], stride, padding, dilation):
+    """nn.ConvNd-style arguments -> (stride, ((before, after) per dim), dilation)."""
+    stride = _tuple(op, "stride", stride, dims, 1)
+    dilation = _tuple(op, "dilation", dilation, dims, 1)
+    if isinstance(padding, str):
+        if padding == "valid":
+            pairs = ((0, 0),) * dims
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{op}: padding='same' is not supported for strided convolutions (stride={stride})")
+            totals = [d * (k - 1) for d, k in zip(dilation, kernel_size)]
+            pairs = tuple((t // 2, t - t // 2) for t in totals)  # the extra site goes after, as in nn.ConvNd
+        else:
+            raise ValueError(f"{op}: padding must be 'same', 'valid', an int or a tuple, got {padding!r}")
+    else:
+        pairs = tuple((p, p) for p in _tuple(op, "padding", padding, dims, 0))
+    return stride, pairs, dilation
+
+
+def kan_conv(
+    x: torch.Tensor,
+    grid: torch.Tensor,
+    base_weight: torch.Tensor | None,
+    spline_weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    spline_order: int,
+    base_activation: str = "silu",
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    chunk_rows: int | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """KAN convolution with nn.ConvNd's arguments (int/tuple/'same'/'valid' padding, the four
+    padding modes, groups).
+
+    x: (N, C, *spatial) or unbatched (C, *spatial), any memory format; grid: (C, G+2K+1);
+    base_weight: (out, C/groups, *k) or None; spline_weight: (out, C/groups, G+K, *k);
+    bias: (out,) or None -> (N, out, *out_spatial) in x's memory format.
+    """
+    op = "kan_conv"
+    check_tensor(op, "spline_weight", spline_weight)
+    if spline_weight.dim() not in (4, 5, 6):
+        raise ValueError(f"{op}: spline_weight must have shape (out, in/groups, G+K, *kernel_size) with 1-3 "
+                         f"kernel dims, got {tuple(spline_weight.shape)}")
+    dims = spline_weight.dim() - 3
+    unbatched = x.dim() == dims + 1
+    if x.dim() not in (dims + 1, dims + 2):
+        raise ValueError(f"{op}: x must have shape (N, C, *spatial) or (C, *spatial) with {dims} spatial dims, "
+                         f"got {tuple(x.shape)}")
+    if unbatched:
+        x = x.unsqueeze(0)
+    num_bases = check_bspline_args(op, x, grid, spline_order, feature_dim=1)
+    check_base_activation(op, base_activation)
+    if not isinstance(groups, int) or groups < 1 or x.shape[1] % groups or spline_weight.shape[0] % groups:
+        raise ValueError(f"{op}: groups must be a positive int dividing in_channels ({x.shape[1]}) and "
+                         f"out_channels ({spline_weight.shape[0]}), got {groups!r}")
+    kernel_size = tuple(spline_weight.shape[3:])
+    out_channels = spline_weight.shape[0]
+    expected = (out_channels, x.shape[1] // groups, num_bases, *kernel_size)
+    if tuple(spline_weight.shape) != expected:
+        raise ValueError(f"{op}: spline_weight must have shape {expected} = (out, in/groups, grid_size + "
+                         f"spline_order, *kernel_size), got {tuple(spline_weight.shape)}")
+    for name, t, shape in (("base_weight", base_weight, (out_channels, x.shape[1] // groups, *kernel_size)),
+                           ("bias", bias, (out_channels,))):
+        if t is None:
+            continue
+        check_tensor(op, name, t)
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{op}: {name} must have shape {shape}, got {tuple(t.shape)}")
+        if t.dtype != x.dtype or t.device != x.device:
+            raise TypeError(f"{op}: {name} must have x's dtype and device ({x.dtype}, {x.device}), "
+                            f"got {t.dtype}, {t.device}")
+    if spline_weight.dtype != x.dtype or spline_weight.device != x.device:
+        raise TypeError(f"{op}: spline_weight must have x's dtype and device ({x.dtype}, {x.device})")
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"{op}: padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}")
+    if chunk_rows is not None and (not isinstance(chunk_rows, int) or chunk_rows < 1):
+        raise ValueError(f"{op}: chunk_rows must be a positive int or None, got {chunk_rows!r}")
+    stride, pairs, dilation = conv_geometry(op, dims, kernel_size, stride, padding, dilation)
+    for d, (k, (before, after)) in enumerate(zip(kernel_size, pairs)):
+        padded = x.shape[2 + d] + before + after
+        if padded < dilation[d] * (k - 1) + 1:
+            raise ValueError(f"{op}: the kernel (size {k}, dilation {dilation[d]}) is larger than the padded input "
+                             f"({padded}) along spatial dim {d} of x")
+
+    channels_last = x.dim() in (4, 5) and not x.is_contiguous() and x.is_contiguous(
+        memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+    if padding_mode != "zeros" and any(p for pair in pairs for p in pair):
+        x = F.pad(x, [p for pair in reversed(pairs) for p in pair], mode=padding_mode)
+        pairs = ((0, 0),) * dims
+    name = _backend.choose(op, x.device, backend)
+    if name == "reference":
+        y = reference.kan_conv(x, grid, base_weight, spline_weight, bias, spline_order=spline_order,
+                               base_activation=base_activation, stride=stride, padding=pairs, dilation=dilation,
+                               groups=groups)
+    else:
+        args = (x.contiguous(), grid, base_weight, spline_weight, bias, spline_order, base_activation, list(stride),
+                [p for pair in pairs for p in pair], list(dilation), groups, chunk_rows or 0)
+        if name == "triton":
+            from ..triton.kan_conv import kan_conv_triton
+
+            y = kan_conv_triton(*args)
+        else:
+            y = torch.ops.kanfast.kan_conv(*args)
+    if channels_last:
+        y = y.contiguous(memory_format=torch.channels_last if y.dim() == 4 else torch.channels_last_3d)
+    return y.squeeze(0) if unbatched else y
+
+
+def output_shape(x, spline_weight, stride, padding, dilation):
+    """(N, out, *out_spatial) for x (N, C, *spatial) and flat padding (before, after, ...)."""
+    sizes = [x.shape[0], spline_weight.shape[0]]
+    for d in range(x.dim() - 2):
+        k = spline_weight.shape[3 + d]
+        padded = x.shape[2 + d] + padding[2 * d] + padding[2 * d + 1]
+        sizes.append((padded - dilation[d] * (k - 1) - 1) // stride[d] + 1)
+    return sizes
+
+
+def _fake_forward(x, grid, base_weight, spline_weight, bias, spline_order, base_activation, stride, padding, dilation,
+                  groups, chunk_rows):
+    return x.new_empty(output_shape(x, spline_weight, stride, padding, dilation))
+
+
+def _fake_backward(grad_out, x, grid, base_weight, spline_weight, spline_order, base_activation, stride, padding,
+                   dilation, groups, chunk_rows, output_mask):
+    def like(t, wanted):
+        return x.new_empty(t.shape) if wanted and t is not None else x.new_empty(0)
+
+    return like(x, output_mask[0]), like(base_weight, output_mask[1]), like(spline_weight, output_mask[2])
+
+
+def register_autograd(forward_op, backward_op) -> None:
+    """Autograd for a kan_conv op (C++ or Triton: same schema) through its backward op."""
+
+    def setup_context(ctx, inputs, output):
+        x, grid, base_weight, spline_weight, bias, *options = inputs
+        ctx.save_for_backward(x, grid, base_weight, spline_weight)
+        ctx.options = options  # spline_order, base_activation, stride, padding, dilation, groups, chunk_rows
+
+    def backward(ctx, grad):
+        x, grid, base_weight, spline_weight = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        mask = [needs[0], needs[2], needs[3]]
+        grads = [None] * 3
+        if any(mask):
+            grads = backward_op(grad.contiguous(), x, grid, base_weight, spline_weight, *ctx.options, mask)
+            grads = [g if wanted else None for g, wanted in zip(grads, mask)]
+        grad_x, grad_base, grad_spline = grads
+        grad_bias = grad.sum([0, *range(2, grad.dim())]) if needs[4] else None
+        return (grad_x, None, grad_base, grad_spline, grad_bias) + (None,) * 7
+
+    torch.library.register_autograd(forward_op, backward, setup_context=setup_context)
+
+
+@_backend.after_library_load
+def _register_compiled() -> None:
+    torch.library.register_fake("kanfast::kan_conv")(_fake_forward)
+    torch.library.register_fake("kanfast::kan_conv_backward")(_fake_backward)
+    register_autograd("kanfast::kan_conv", torch.ops.kanfast.kan_conv_backward)
