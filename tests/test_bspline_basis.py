@@ -35,6 +35,14 @@ def test_bases_equal_reference_bit_for_bit(backend, dtype, order, grid_size, uni
     assert torch.equal(out, expected), (out - expected).abs().max()
 
 
+@pytest.mark.parametrize("backend", backend_params(include_reference=True))
+def test_highest_supported_order(backend):
+    x, grid = _inputs(5, 2, 3, 7)
+    assert torch.equal(ops.bspline_basis(x, grid, 7, backend=backend), reference.bspline_basis(x, grid, 7))
+    with pytest.raises(ValueError, match=r"spline_order must be in \[1, 7\]"):
+        ops.bspline_basis(x, make_grid(2, 3, 8), 8, backend=backend)
+
+
 def test_bases_are_a_partition_of_unity_inside_the_grid_range():
     x, grid = _inputs(200, 5, 6, 3, uniform=False)
     inside = (x >= grid[:, 3]) & (x < grid[:, -4])
@@ -145,7 +153,7 @@ def test_torch_compile_fullgraph():
     [
         (lambda x, g: (x, g[0], 3), ValueError, r"grid must have shape \(features"),
         (lambda x, g: (x[:, :2], g, 3), ValueError, r"x.shape\[-1\] must equal grid.shape\[0\] = 4"),
-        (lambda x, g: (x, g, 0), ValueError, r"spline_order must be in \[1, 10\]"),
+        (lambda x, g: (x, g, 0), ValueError, r"spline_order must be in \[1, 7\]"),
         (lambda x, g: (x, g, 2.0), TypeError, "spline_order must be an int"),
         (lambda x, g: (x, g[:, :4], 3), ValueError, r"grid.shape\[1\] \(knots per feature\) must be in .* = \[5, 128\], got 4"),
         (lambda x, g: (x, g.flip(1), 3), ValueError, "grid must be non-decreasing along dim 1"),

@@ -8,7 +8,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from kanfast.triton import bspline
+from kanfast.triton import bspline, kan_conv_implicit
 
 
 def compile_kernel(kernel, pointers, constexprs, arch):
@@ -29,6 +29,13 @@ def main(archs):
             compile_kernel(bspline._bases_backward_kernel,
                            {"x_ptr": f"*{storage}", "grad_ptr": f"*{storage}", "gx_ptr": f"*{storage}", **tables},
                            {**constexprs, "ACCUMULATE": True}, arch)
+            conv = {"HAS_BASE": True, "HAS_BIAS": True, "ACT": 1, "IEEE": storage == "fp32",
+                    "ACC64": storage == "fp64", "DOT_F32": False, "NK": 12, "K": 3,
+                    "BLOCK_M": kan_conv_implicit.BLOCK_M, "BLOCK_N": kan_conv_implicit.BLOCK_N,
+                    "BLOCK_C": kan_conv_implicit.BLOCK_C}
+            compile_kernel(kan_conv_implicit._kan_conv2d_forward_kernel,
+                           {"x_ptr": f"*{storage}", "w_ptr": f"*{storage}", "bias_ptr": f"*{storage}",
+                            "y_ptr": f"*{storage}", **tables}, conv, arch)
             print(f"sm_{arch} {storage}: ok", flush=True)
 
 

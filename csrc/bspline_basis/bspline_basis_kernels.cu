@@ -1,5 +1,6 @@
-// CUDA basis kernels: one thread per element, the recursion of kanfast/bspline.h in
-// per-thread scratch. Compiled with --fmad=false so results match the reference bit for bit.
+// CUDA basis kernels: one thread per element streaming the recursion of kanfast/bspline.h
+// with O(K) registers, templated on the spline order. Compiled with --fmad=false so results
+// match the reference bit for bit.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -57,21 +58,20 @@ struct RecipAt {
   }
 };
 
-template <typename T, typename TC>
+template <int K, typename T, typename TC>
 __global__ void bspline_bases_kernel(const T* __restrict__ x, ElementStrides xs, Extents ext,
                                      DeviceKnotTables<TC> t, T* __restrict__ out, BasisStrides os) {
   const int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= ext.rows * ext.features * ext.positions) return;
   const Element el = element_at(e, ext);
   const TC xv = load_as<TC>(x + el.n * xs.row + el.c * xs.feature + el.s * xs.position);
-  TC B[kMaxKnots];
-  bspline_bases(xv, t.num_knots, t.order, KnotAt<TC>{t.knots, el.c, ext.features},
-                RecipAt<TC>{t.recips, el.c, ext.features, t.num_knots}, B, static_cast<TC*>(nullptr));
   T* o = out + el.n * os.row + el.c * os.feature + el.s * os.position;
-  for (int j = 0; j + t.order + 1 < t.num_knots; ++j) store_from(o + j * os.basis, B[j]);
+  bspline_columns<K, false>(xv, t.num_knots, KnotAt<TC>{t.knots, el.c, ext.features},
+                            RecipAt<TC>{t.recips, el.c, ext.features, t.num_knots},
+                            [&](int j, TC value, TC) { store_from(o + j * os.basis, value); });
 }
 
-template <typename T, typename TC>
+template <int K, typename T, typename TC>
 __global__ void bspline_bases_backward_kernel(const T* __restrict__ x, ElementStrides xs, Extents ext,
                                               DeviceKnotTables<TC> t, const T* __restrict__ grad,
                                               BasisStrides gs, T* __restrict__ grad_x, ElementStrides gxs,
@@ -80,13 +80,11 @@ __global__ void bspline_bases_backward_kernel(const T* __restrict__ x, ElementSt
   if (e >= ext.rows * ext.features * ext.positions) return;
   const Element el = element_at(e, ext);
   const TC xv = load_as<TC>(x + el.n * xs.row + el.c * xs.feature + el.s * xs.position);
-  TC B[kMaxKnots];
-  TC D[kMaxKnots];
-  bspline_derivatives(xv, t.num_knots, t.order, KnotAt<TC>{t.knots, el.c, ext.features},
-                      RecipAt<TC>{t.recips, el.c, ext.features, t.num_knots}, B, D);
   const T* g = grad + el.n * gs.row + el.c * gs.feature + el.s * gs.position;
   TC acc = 0;
-  for (int j = 0; j + t.order + 1 < t.num_knots; ++j) acc += load_as<TC>(g + j * gs.basis) * D[j];
+  bspline_columns<K, true>(xv, t.num_knots, KnotAt<TC>{t.knots, el.c, ext.features},
+                           RecipAt<TC>{t.recips, el.c, ext.features, t.num_knots},
+                           [&](int j, TC, TC deriv) { acc += load_as<TC>(g + j * gs.basis) * deriv; });
   T* gx = grad_x + el.n * gxs.row + el.c * gxs.feature + el.s * gxs.position;
   if (accumulate) acc = load_as<TC>(gx) + acc;
   store_from(gx, acc);
@@ -103,8 +101,10 @@ cudaError_t launch_bspline_bases(const T* x, ElementStrides x_strides, Extents e
                                  DeviceKnotTables<TC> tables, T* bases, BasisStrides bases_strides,
                                  cudaStream_t stream) {
   if (extents.rows * extents.features * extents.positions == 0) return cudaSuccess;
-  bspline_bases_kernel<T, TC><<<num_blocks(extents), kThreads, 0, stream>>>(x, x_strides, extents, tables, bases,
-                                                                            bases_strides);
+  dispatch_spline_order(tables.order, [&](auto order) {
+    bspline_bases_kernel<decltype(order)::value, T, TC>
+        <<<num_blocks(extents), kThreads, 0, stream>>>(x, x_strides, extents, tables, bases, bases_strides);
+  });
   return cudaGetLastError();
 }
 
@@ -115,8 +115,10 @@ cudaError_t launch_bspline_bases_backward(const T* x, ElementStrides x_strides, 
                                           ElementStrides grad_x_strides, bool accumulate,
                                           cudaStream_t stream) {
   if (extents.rows * extents.features * extents.positions == 0) return cudaSuccess;
-  bspline_bases_backward_kernel<T, TC><<<num_blocks(extents), kThreads, 0, stream>>>(
-      x, x_strides, extents, tables, grad_bases, grad_strides, grad_x, grad_x_strides, accumulate);
+  dispatch_spline_order(tables.order, [&](auto order) {
+    bspline_bases_backward_kernel<decltype(order)::value, T, TC><<<num_blocks(extents), kThreads, 0, stream>>>(
+        x, x_strides, extents, tables, grad_bases, grad_strides, grad_x, grad_x_strides, accumulate);
+  });
   return cudaGetLastError();
 }
 

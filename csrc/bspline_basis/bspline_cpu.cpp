@@ -112,40 +112,37 @@ struct RecipLanes {
 template <typename T, bool kAlongFeatures>
 inline void forward_items(const Args<T>& a, int64_t begin, int64_t end) {
   const KnotTables<T>& t = *a.tables;
-  const int num_bases = t.num_knots - 1 - t.order;
-  Vec<T> B[kMaxKnots];
-  for (int64_t item = begin; item < end; ++item) {
-    const LaneGroup g = lane_group<T, kAlongFeatures>(a, item);
-    const Vec<T> x = load_lanes(a.x + element_offset<T>(a.x_strides, g), g.x_step, g.count);
-    bspline_bases(x, t.num_knots, t.order, TableLanes<T, kAlongFeatures>{t, g.feature},
-                  RecipLanes<T, kAlongFeatures>{t, g.feature}, B, static_cast<Vec<T>*>(nullptr));
-    T* out = a.bases + bases_offset<T>(a.bases_strides, g);
-    for (int j = 0; j < num_bases; ++j) {
-      store_lanes(out + j * a.bases_strides.basis, g.bases_step, g.count, B[j]);
+  dispatch_spline_order(t.order, [&](auto order) {
+    for (int64_t item = begin; item < end; ++item) {
+      const LaneGroup g = lane_group<T, kAlongFeatures>(a, item);
+      const Vec<T> x = load_lanes(a.x + element_offset<T>(a.x_strides, g), g.x_step, g.count);
+      T* out = a.bases + bases_offset<T>(a.bases_strides, g);
+      bspline_columns<decltype(order)::value, false>(
+          x, t.num_knots, TableLanes<T, kAlongFeatures>{t, g.feature}, RecipLanes<T, kAlongFeatures>{t, g.feature},
+          [&](int j, Vec<T> value, Vec<T>) { store_lanes(out + j * a.bases_strides.basis, g.bases_step, g.count, value); });
     }
-  }
+  });
 }
 
 template <typename T, bool kAlongFeatures>
 inline void backward_items(const Args<T>& a, int64_t begin, int64_t end) {
   const KnotTables<T>& t = *a.tables;
-  const int num_bases = t.num_knots - 1 - t.order;
-  Vec<T> B[kMaxKnots];
-  Vec<T> D[kMaxKnots];
-  for (int64_t item = begin; item < end; ++item) {
-    const LaneGroup g = lane_group<T, kAlongFeatures>(a, item);
-    const Vec<T> x = load_lanes(a.x + element_offset<T>(a.x_strides, g), g.x_step, g.count);
-    bspline_derivatives(x, t.num_knots, t.order, TableLanes<T, kAlongFeatures>{t, g.feature},
-                        RecipLanes<T, kAlongFeatures>{t, g.feature}, B, D);
-    const T* grad = a.grad_bases + bases_offset<T>(a.bases_strides, g);
-    Vec<T> acc{};
-    for (int j = 0; j < num_bases; ++j) {
-      acc += load_lanes(grad + j * a.bases_strides.basis, g.bases_step, g.count) * D[j];
+  dispatch_spline_order(t.order, [&](auto order) {
+    for (int64_t item = begin; item < end; ++item) {
+      const LaneGroup g = lane_group<T, kAlongFeatures>(a, item);
+      const Vec<T> x = load_lanes(a.x + element_offset<T>(a.x_strides, g), g.x_step, g.count);
+      const T* grad = a.grad_bases + bases_offset<T>(a.bases_strides, g);
+      Vec<T> acc{};
+      bspline_columns<decltype(order)::value, true>(
+          x, t.num_knots, TableLanes<T, kAlongFeatures>{t, g.feature}, RecipLanes<T, kAlongFeatures>{t, g.feature},
+          [&](int j, Vec<T>, Vec<T> deriv) {
+            acc += load_lanes(grad + j * a.bases_strides.basis, g.bases_step, g.count) * deriv;
+          });
+      T* gx = a.grad_x + element_offset<T>(a.grad_x_strides, g);
+      if (a.accumulate) acc = load_lanes(gx, g.grad_x_step, g.count) + acc;
+      store_lanes(gx, g.grad_x_step, g.count, acc);
     }
-    T* gx = a.grad_x + element_offset<T>(a.grad_x_strides, g);
-    if (a.accumulate) acc = load_lanes(gx, g.grad_x_step, g.count) + acc;
-    store_lanes(gx, g.grad_x_step, g.count, acc);
-  }
+  });
 }
 
 // The entry points the thread pool calls: each is cloned per instruction set.

@@ -23,7 +23,7 @@ namespace kanfast {
 // Default feature-buffer size per chunk. CPU: a few MiB keeps a chunk's GEMM operands
 // cache-resident while leaving every GEMM hundreds of rows (bench/kan_linear_ratios.py).
 // GPU: GEMMs need many rows to fill the device; 64 MiB is still small next to its memory.
-constexpr int64_t kCpuChunkBytes = 4 << 20;
+constexpr int64_t kCpuChunkBytes = 16 << 20;
 constexpr int64_t kCudaChunkBytes = 64 << 20;
 
 inline void check_kan_linear_args(const char* op, const at::Tensor& x, const at::Tensor& grid,

@@ -2,6 +2,7 @@
 // No torch: run by ctest after the CMake build.
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -29,14 +30,22 @@ struct Spline {
   int num_bases() const { return static_cast<int>(t.size()) - 1 - order; }
   double recip(int k, int j) const { return kanfast::knot_span_reciprocal(t[j], t[j + k]); }
 
+  // recip(k, j) is 0 past the last span, as the kernels' tables are
+  double table_recip(int k, int j) const { return j + k < static_cast<int>(t.size()) ? recip(k, j) : 0.0; }
+
   void eval(double x, std::vector<double>& B, std::vector<double>* D) const {
-    std::vector<double> scratch(t.size()), deriv(t.size());
+    B.assign(num_bases(), -1.0);
+    std::vector<double> deriv(num_bases(), -1.0);
     auto knot = [&](int j) { return t[j]; };
-    auto rec = [&](int k, int j) { return recip(k, j); };
-    kanfast::bspline_bases(x, static_cast<int>(t.size()), order, knot, rec, scratch.data(),
-                           D ? deriv.data() : static_cast<double*>(nullptr));
-    B.assign(scratch.begin(), scratch.begin() + num_bases());
-    if (D) D->assign(deriv.begin(), deriv.begin() + num_bases());
+    auto rec = [&](int k, int j) { return table_recip(k, j); };
+    kanfast::dispatch_spline_order(order, [&](auto k) {
+      kanfast::bspline_columns<decltype(k)::value, true>(x, static_cast<int>(t.size()), knot, rec,
+                                                         [&](int j, double b, double d) {
+                                                           B[j] = b;
+                                                           deriv[j] = d;
+                                                         });
+    });
+    if (D) *D = deriv;
   }
 };
 
@@ -53,9 +62,9 @@ Spline irregular(int order) {
 }
 
 void test_partition_of_unity_and_support() {
-  for (int order = 1; order <= 5; ++order) {
-    for (const Spline& s : {uniform(5, order), uniform(17, order, -2, 3), irregular(order)}) {
-      const double lo = s.t[order], hi = s.t[s.t.size() - 1 - order];
+  for (int order = 1; order <= kanfast::kMaxSplineOrder; ++order) {
+    for (const Spline& s : {uniform(5, order), uniform(17, order, -2, 3), irregular(std::min(order, 5))}) {  // 12 knots carry order <= 5
+      const double lo = s.t[s.order], hi = s.t[s.t.size() - 1 - s.order];
       std::vector<double> B;
       for (int i = 0; i < 997; ++i) {
         const double x = lo + (hi - lo) * i / 997.0;
@@ -132,10 +141,13 @@ void test_simd_lanes_equal_scalar() {
   const double xs[W] = {-2.9, -0.95, 0.01, 1.99};
   V x;
   std::memcpy(&x, xs, sizeof(x));
-  V B[kanfast::kMaxKnots], D[kanfast::kMaxKnots];
+  std::vector<V> B(s.num_bases()), D(s.num_bases());
   auto knot = [&](int j) { return V{} + s.t[j]; };
-  auto rec = [&](int k, int j) { return V{} + s.recip(k, j); };
-  kanfast::bspline_bases(x, nk, s.order, knot, rec, B, D);
+  auto rec = [&](int k, int j) { return V{} + s.table_recip(k, j); };
+  kanfast::bspline_columns<3, true>(x, nk, knot, rec, [&](int j, V b, V d) {
+    B[j] = b;
+    D[j] = d;
+  });
   std::vector<double> b, d;
   for (int l = 0; l < W; ++l) {
     s.eval(xs[l], b, &d);
@@ -143,6 +155,16 @@ void test_simd_lanes_equal_scalar() {
       EXPECT(b[j] == B[j][l] && d[j] == D[j][l], "lane %d j %d: %g/%g vs %g/%g", l, j, B[j][l], D[j][l], b[j],
              d[j]);
     }
+  }
+}
+
+// Every basis is emitted exactly once, for orders up to the maximum.
+void test_every_basis_is_emitted() {
+  for (int order = 1; order <= kanfast::kMaxSplineOrder; ++order) {
+    const Spline s = uniform(9, order);
+    std::vector<double> B, D;
+    s.eval(0.123, B, &D);
+    for (int j = 0; j < s.num_bases(); ++j) EXPECT(B[j] >= 0 && D[j] != -1.0, "order %d basis %d not emitted", order, j);
   }
 }
 
@@ -154,6 +176,7 @@ int main() {
   test_outside_and_non_finite();
   test_repeated_knots_are_finite();
   test_simd_lanes_equal_scalar();
+  test_every_basis_is_emitted();
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
   return failures ? 1 : 0;
 }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 MAX_KNOTS = 128  # kMaxKnots in csrc/include/kanfast/bspline.h
-MAX_SPLINE_ORDER = 10  # kMaxSplineOrder
+MAX_SPLINE_ORDER = 7  # kMaxSplineOrder
 
 BASE_ACTIVATION_NAMES = ("silu", "gelu", "gelu_tanh", "relu", "tanh", "sigmoid", "identity")
 

@@ -2,7 +2,8 @@
 
 The arithmetic is spelled exactly as in ``csrc/include/kanfast/bspline.h`` (same operands,
 same association, precomputed reciprocal knot spans), so the compiled kernels reproduce it
-bit for bit; the recursion itself runs over all bases, the plain textbook way.
+bit for bit; the recursion itself runs over all bases at once, order by order, while the
+kernels stream it interval by interval.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ def _order0(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 
 
 def _raise_order(x, grid, recip_k, k, bases):
-    # bases: order k-1, (*, features, num_knots - k) -> order k, (*, features, num_knots - k - 1)
-    left = (x - grid[:, : -(k + 1)]) * recip_k[:, :-1] * bases[..., :-1]
-    right = (grid[:, k + 1 :] - x) * recip_k[:, 1:] * bases[..., 1:]
-    return left + right
+    # bases: order k-1, (*, features, num_knots - k) -> order k, (*, features, num_knots - k - 1):
+    # B_{j,k} = l_j·B_{j,k-1} + (1 - l_{j+1})·B_{j+1,k-1},  l_j = (x - t_j)·r(k, j)
+    left = (x - grid[:, : grid.shape[1] - k]) * recip_k
+    return left[..., :-1] * bases[..., :-1] + (1 - left[..., 1:]) * bases[..., 1:]
 
 
 def _outside_to_zero(x: torch.Tensor, grid: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,8 @@
 Same interface as the C++ kernels (csrc/bspline_basis/bspline_bases.h): elements viewed as
 (rows, features, positions) with any strides, bases written to / read from a
 (rows, features, num_bases, positions) view with any strides. Each program handles BLOCK
-elements; the recursion is the one of csrc/include/kanfast/bspline.h, unrolled at compile
-time over the knots (num_knots and spline_order are constexpr), with the same arithmetic
+elements; the recursion streams interval by interval as in csrc/include/kanfast/bspline.h,
+unrolled at compile time (num_knots and spline_order are constexpr), with the same arithmetic
 so results match the reference bit for bit when FP fusion is off.
 """
 
@@ -51,32 +51,44 @@ def _element_coords(pid, C, S, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _knots(knots_ptr, c, C, mask, NK: tl.constexpr):
-    t = ()
-    for j in tl.static_range(NK):
-        t = t + (tl.load(knots_ptr + j * C + c, mask=mask, other=0.0),)
-    return t
-
-
-@triton.jit
 def _recip(recips_ptr, k: tl.constexpr, j: tl.constexpr, c, C, mask, NK: tl.constexpr):
     return tl.load(recips_ptr + (k * (NK - 1) + j) * C + c, mask=mask, other=0.0)
 
 
 @triton.jit
-def _bases_below(x, t, recips_ptr, c, C, mask, NK: tl.constexpr, K: tl.constexpr):
-    """Order K-1 bases at x (NK - K of them), as a tuple."""
-    B = ()
-    for j in tl.static_range(NK - 1):
-        B = B + (tl.where((x >= t[j]) & (x < t[j + 1]), 1.0, 0.0).to(x.dtype),)
-    for k in tl.static_range(1, K):
-        raised = ()
-        for j in tl.static_range(NK - 1 - k):
-            r0 = _recip(recips_ptr, k, j, c, C, mask, NK)
-            r1 = _recip(recips_ptr, k, j + 1, c, C, mask, NK)
-            raised = raised + ((x - t[j]) * r0 * B[j] + (t[j + k + 1] - x) * r1 * B[j + 1],)
-        B = raised
-    return B
+def _column(x, j: tl.constexpr, next_step, next_B, next_left, knots_ptr, recips_ptr, c, C, mask,
+            NK: tl.constexpr, K: tl.constexpr):
+    """Column j of the recursion (csrc/include/kanfast/bspline.h): B_{j,0..K} from column j+1."""
+    t = tl.load(knots_ptr + j * C + c, mask=mask, other=0.0)
+    step = tl.where(x >= t, 1.0, 0.0).to(x.dtype)
+    offset = x - t
+    B = (step - next_step,)
+    left = (offset,)  # index 0 unused
+    for k in tl.static_range(1, K + 1):
+        lk = offset * _recip(recips_ptr, k, j, c, C, mask, NK)
+        left = left + (lk,)
+        B = B + (lk * B[k - 1] + (1.0 - next_left[k]) * next_B[k - 1],)
+    return B, left, step
+
+
+@triton.jit
+def _first_state(x, K: tl.constexpr):
+    zero = tl.zeros_like(x)
+    next_B = ()
+    for k in tl.static_range(K):
+        next_B = next_B + (zero,)
+    next_left = (zero,)
+    for k in tl.static_range(K):
+        next_left = next_left + (zero,)
+    return next_B, next_left
+
+
+@triton.jit
+def _below_order(B, K: tl.constexpr):
+    kept = ()
+    for k in tl.static_range(K):
+        kept = kept + (B[k],)
+    return kept
 
 
 @triton.jit
@@ -94,17 +106,20 @@ def _bases_forward_kernel(
 ):
     e, n, c, s = _element_coords(tl.program_id(0), C, S, BLOCK)
     mask = e < R * C * S
-    t = _knots(knots_ptr, c, C, mask, NK)
-    x = tl.load(x_ptr + n * xs_n + c * xs_c + s * xs_s, mask=mask, other=0.0).to(t[0].dtype)
-    B = _bases_below(x, t, recips_ptr, c, C, mask, NK, K)
-    inside = (x >= t[0]) & (x < t[NK - 1])
+    t_first = tl.load(knots_ptr + c, mask=mask, other=0.0)
+    t_last = tl.load(knots_ptr + (NK - 1) * C + c, mask=mask, other=0.0)
+    x = tl.load(x_ptr + n * xs_n + c * xs_c + s * xs_s, mask=mask, other=0.0).to(t_first.dtype)
+    inside = (x >= t_first) & (x < t_last)
     out = out_ptr + n * os_n + c * os_c + s * os_s
-    for j in tl.static_range(NK - 1 - K):
-        r0 = _recip(recips_ptr, K, j, c, C, mask, NK)
-        r1 = _recip(recips_ptr, K, j + 1, c, C, mask, NK)
-        value = (x - t[j]) * r0 * B[j] + (t[j + K + 1] - x) * r1 * B[j + 1]
-        value = _outside_to_zero(x, inside, value)
-        tl.store(out + j * os_j, value.to(out_ptr.dtype.element_ty), mask=mask)
+    next_B, next_left = _first_state(x, K)
+    next_step = tl.where(x >= t_last, 1.0, 0.0).to(x.dtype)
+    for i in tl.static_range(NK - 1):
+        B, next_left, next_step = _column(x, NK - 2 - i, next_step, next_B, next_left, knots_ptr, recips_ptr, c, C,
+                                          mask, NK, K)
+        if NK - 2 - i + K + 1 < NK:
+            value = _outside_to_zero(x, inside, B[K])
+            tl.store(out + (NK - 2 - i) * os_j, value.to(out_ptr.dtype.element_ty), mask=mask)
+        next_B = _below_order(B, K)
 
 
 @triton.jit
@@ -118,18 +133,24 @@ def _bases_backward_kernel(
 ):
     e, n, c, s = _element_coords(tl.program_id(0), C, S, BLOCK)
     mask = e < R * C * S
-    t = _knots(knots_ptr, c, C, mask, NK)
-    x = tl.load(x_ptr + n * xs_n + c * xs_c + s * xs_s, mask=mask, other=0.0).to(t[0].dtype)
-    B = _bases_below(x, t, recips_ptr, c, C, mask, NK, K)
-    inside = (x >= t[0]) & (x < t[NK - 1])
+    t_first = tl.load(knots_ptr + c, mask=mask, other=0.0)
+    t_last = tl.load(knots_ptr + (NK - 1) * C + c, mask=mask, other=0.0)
+    x = tl.load(x_ptr + n * xs_n + c * xs_c + s * xs_s, mask=mask, other=0.0).to(t_first.dtype)
+    inside = (x >= t_first) & (x < t_last)
     grad = grad_ptr + n * gs_n + c * gs_c + s * gs_s
     acc = tl.zeros_like(x)
-    for j in tl.static_range(NK - 1 - K):
-        r0 = _recip(recips_ptr, K, j, c, C, mask, NK)
-        r1 = _recip(recips_ptr, K, j + 1, c, C, mask, NK)
-        deriv = _outside_to_zero(x, inside, K * (B[j] * r0 - B[j + 1] * r1))
-        g = tl.load(grad + j * gs_j, mask=mask, other=0.0).to(x.dtype)
-        acc += g * deriv
+    next_B, next_left = _first_state(x, K)
+    next_step = tl.where(x >= t_last, 1.0, 0.0).to(x.dtype)
+    for i in tl.static_range(NK - 1):
+        B, next_left, next_step = _column(x, NK - 2 - i, next_step, next_B, next_left, knots_ptr, recips_ptr, c, C,
+                                          mask, NK, K)
+        if NK - 2 - i + K + 1 < NK:
+            r0 = _recip(recips_ptr, K, NK - 2 - i, c, C, mask, NK)
+            r1 = _recip(recips_ptr, K, NK - 1 - i, c, C, mask, NK)
+            deriv = _outside_to_zero(x, inside, K * (B[K - 1] * r0 - next_B[K - 1] * r1))
+            g = tl.load(grad + (NK - 2 - i) * gs_j, mask=mask, other=0.0).to(x.dtype)
+            acc += g * deriv
+        next_B = _below_order(B, K)
     gx = gx_ptr + n * gxs_n + c * gxs_c + s * gxs_s
     if ACCUMULATE:
         acc = tl.load(gx, mask=mask, other=0.0).to(x.dtype) + acc

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ops._activations import ACTIVATIONS
-from . import bspline
+from . import bspline, kan_conv_implicit
 
 # As in kan_conv_impl.h: GPU convolutions need many images to fill the device.
 CHUNK_BYTES = 256 << 20
@@ -64,8 +64,15 @@ def kan_conv_triton(
     groups: int,
     chunk_rows: int,
 ) -> torch.Tensor:
-    """x: (N, C, *spatial) contiguous -> (N, out, *out_spatial); arguments as kanfast::kan_conv."""
+    """x: (N, C, *spatial) contiguous -> (N, out, *out_spatial); arguments as kanfast::kan_conv.
+
+    1-D and 2-D convolutions run the implicit-GEMM kernel (bases generated while loading the
+    input tile); 3-D ones, and activations that kernel does not evaluate, expand the features
+    per chunk of images and call the vendor convolution."""
     tables = bspline.KnotTables(grid, spline_order, x.dtype)
+    if kan_conv_implicit.supported(x, base_activation if base_weight is not None else "identity"):
+        return kan_conv_implicit.kan_conv_implicit_forward(
+            x, tables, base_weight, spline_weight, bias, base_activation, stride, padding, dilation, groups)
     has_base = base_weight is not None
     slots, sites, step = _layout(x, spline_weight, has_base, chunk_rows)
     weight = _combined_weight(base_weight, spline_weight)

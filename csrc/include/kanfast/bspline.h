@@ -4,9 +4,14 @@
 // C++ unit tests) or a SIMD vector (the CPU kernels evaluate 8 features or 8 pixels at once).
 // Every operation used below (+ - * comparisons & ?:) is element-wise for both.
 //
-// The arithmetic is spelled exactly as in kanfast/reference/bspline_basis.py — same operands,
-// same association, reciprocals of knot spans precomputed — so that, compiled without FMA
-// contraction, every backend reproduces the reference bit for bit.
+// With l_j^k = (x - t_j)·r(k, j) and r(k, j) = 1/(t_{j+k} - t_j) (0 for an empty span),
+//   B_{j,0} = [t_j <= x < t_{j+1}]
+//   B_{j,k} = l_j^k·B_{j,k-1} + (1 - l_{j+1}^k)·B_{j+1,k-1}
+//   dB_{j,K}/dx = K·(B_{j,K-1}·r(K, j) - B_{j+1,K-1}·r(K, j+1))
+// (1 - l_{j+1}^k is (t_{j+k+1} - x)/(t_{j+k+1} - t_{j+1}), the usual right factor.) The
+// arithmetic is spelled exactly as in kanfast/reference/bspline_basis.py — same operands, same
+// association — so that, compiled without FMA contraction, every backend reproduces the
+// reference bit for bit.
 #pragma once
 
 #if defined(__CUDACC__)
@@ -17,10 +22,9 @@
 
 namespace kanfast {
 
-// Knots per feature (G + 2K + 1) and spline orders accepted by every kernel; scratch arrays
-// are sized by them, which bounds stack (CPU) and local memory (CUDA) use.
+// Knots per feature (G + 2K + 1) and spline orders accepted by every kernel.
 constexpr int kMaxKnots = 128;
-constexpr int kMaxSplineOrder = 10;
+constexpr int kMaxSplineOrder = 7;
 
 // 1 / (hi - lo), or 0 for an empty span: repeated knots then contribute 0, never 0/0 = NaN.
 template <typename T>
@@ -35,77 +39,68 @@ struct LaneScalar {
   using type = V;
 };
 
-// Order 0: B_j = 1 on the half-open interval [t_j, t_{j+1}).
-// knot(j) gives t_j for every lane; B has num_knots - 1 entries.
-template <typename V, typename Knot>
-KF_HOST_DEVICE inline void bspline_order0(V x, int num_knots, const Knot& knot, V* B) {
+// Calls fn(std::integral_constant<int, K>) for the runtime spline order K (1..kMaxSplineOrder),
+// so that the kernels keep their O(K) state in registers.
+template <int K>
+struct SplineOrder {
+  static constexpr int value = K;
+};
+template <typename Fn>
+inline void dispatch_spline_order(int order, Fn&& fn) {  // host code: picks the kernel instance
+  switch (order) {
+    case 1: fn(SplineOrder<1>{}); break;
+    case 2: fn(SplineOrder<2>{}); break;
+    case 3: fn(SplineOrder<3>{}); break;
+    case 4: fn(SplineOrder<4>{}); break;
+    case 5: fn(SplineOrder<5>{}); break;
+    case 6: fn(SplineOrder<6>{}); break;
+    case 7: fn(SplineOrder<7>{}); break;
+    default: break;  // callers validate 1 <= order <= kMaxSplineOrder
+  }
+}
+
+// Streams the order-K bases of x (and optionally their derivatives) over the knot intervals
+// from the last to the first: column j holds B_{j,0..K}, and needs only column j+1's values
+// below order K and its left factors, so the state is O(K) whatever the number of knots.
+//
+// knot(j) -> V: t_j for every lane; recip(k, j) -> V: r(k, j), and 0 where j + k > num_knots - 1.
+// emit(j, B_{j,K}, dB_{j,K}/dx) for j = num_knots-2-K down to 0, already 0 outside
+// [t_0, t_last) and NaN for NaN x (dB is only computed when kDerivative).
+template <int K, bool kDerivative, typename V, typename Knot, typename Recip, typename Emit>
+KF_HOST_DEVICE inline void bspline_columns(V x, int num_knots, const Knot& knot, const Recip& recip, Emit&& emit) {
+  using S = typename LaneScalar<V>::type;
   const V zero{};
-  const V one = zero + 1;
-  for (int j = 0; j + 1 < num_knots; ++j) {
-    B[j] = ((x >= knot(j)) & (x < knot(j + 1))) ? one : zero;
-  }
-}
-
-// Raises B from order k-1 to order k in place (ascending j reads B[j+1] before it changes):
-//   B_j <- (x - t_j)·r(k, j)·B_j + (t_{j+k+1} - x)·r(k, j+1)·B_{j+1},  r(k, j) = 1/(t_{j+k} - t_j).
-template <typename V, typename Knot, typename Recip>
-KF_HOST_DEVICE inline void bspline_raise_order(
-    V x, int num_knots, int k, const Knot& knot, const Recip& recip, V* B) {
-  for (int j = 0; j + k + 1 < num_knots; ++j) {
-    B[j] = (x - knot(j)) * recip(k, j) * B[j] + (knot(j + k + 1) - x) * recip(k, j + 1) * B[j + 1];
-  }
-}
-
-// dB_{j,K}/dx = K·(B_{j,K-1}·r(K, j) - B_{j+1,K-1}·r(K, j+1)), from the order K-1 bases B.
-template <typename V, typename Recip>
-KF_HOST_DEVICE inline void bspline_derivative(
-    int num_knots, int order, const Recip& recip, const V* B, V* D) {
-  const V k_lanes = V{} + static_cast<typename LaneScalar<V>::type>(order);
-  for (int j = 0; j + order + 1 < num_knots; ++j) {
-    D[j] = k_lanes * (B[j] * recip(order, j) - B[j + 1] * recip(order, j + 1));
-  }
-}
-
-// Outside [t_0, t_last) every basis (and derivative) is 0 and NaN stays NaN. Inside, the
-// recursion is already exact; outside it is 0 too except for x = ±inf, where inf·0 = NaN.
-template <typename V, typename Mask>
-KF_HOST_DEVICE inline V bspline_outside_to_zero(V x, Mask inside, V value) {
-  const V zero{};
-  return inside ? value : ((x != x) ? x : zero);
-}
-
-// Leaves the order-(order-1) bases in B (num_knots - 1 entries of scratch).
-template <typename V, typename Knot, typename Recip>
-KF_HOST_DEVICE inline void bspline_bases_below(
-    V x, int num_knots, int order, const Knot& knot, const Recip& recip, V* B) {
-  bspline_order0(x, num_knots, knot, B);
-  for (int k = 1; k < order; ++k) bspline_raise_order(x, num_knots, k, knot, recip, B);
-}
-
-// Bases of order `order` (>= 1) at x: B[0 .. num_knots-2-order] on return; B needs
-// num_knots - 1 entries of scratch. With D non-null, D[0 .. num_knots-2-order] gets dB/dx.
-template <typename V, typename Knot, typename Recip>
-KF_HOST_DEVICE inline void bspline_bases(
-    V x, int num_knots, int order, const Knot& knot, const Recip& recip, V* B, V* D) {
-  bspline_bases_below(x, num_knots, order, knot, recip, B);
-  const int num_bases = num_knots - 1 - order;
+  const V one = zero + S(1);
+  // ±inf gives inf·0 = NaN in the recursion: outside the knots every value is 0; NaN stays NaN.
   const auto inside = (x >= knot(0)) & (x < knot(num_knots - 1));
-  if (D != nullptr) {
-    bspline_derivative(num_knots, order, recip, B, D);
-    for (int j = 0; j < num_bases; ++j) D[j] = bspline_outside_to_zero(x, inside, D[j]);
+  const V outside_value = (x != x) ? x : zero;
+  V next_B[K];      // B_{j+1, 0..K-1}
+  V next_left[K + 1];  // l_{j+1}^{1..K}
+  for (int k = 0; k < K; ++k) next_B[k] = zero;
+  for (int k = 0; k <= K; ++k) next_left[k] = zero;
+  V next_step = (x >= knot(num_knots - 1)) ? one : zero;  // [x >= t_{j+1}]
+  for (int j = num_knots - 2; j >= 0; --j) {
+    const V step = (x >= knot(j)) ? one : zero;
+    const V offset = x - knot(j);
+    V B[K + 1];
+    V left[K + 1];
+    B[0] = step - next_step;  // [t_j <= x < t_{j+1}] for non-decreasing knots
+    for (int k = 1; k <= K; ++k) {
+      left[k] = offset * recip(k, j);
+      B[k] = left[k] * B[k - 1] + (one - next_left[k]) * next_B[k - 1];
+    }
+    if (j + K + 1 < num_knots) {
+      V deriv = zero;
+      if (kDerivative) {
+        deriv = (zero + S(K)) * (B[K - 1] * recip(K, j) - next_B[K - 1] * recip(K, j + 1));
+        deriv = inside ? deriv : outside_value;
+      }
+      emit(j, inside ? B[K] : outside_value, deriv);
+    }
+    for (int k = 0; k < K; ++k) next_B[k] = B[k];
+    for (int k = 1; k <= K; ++k) next_left[k] = left[k];
+    next_step = step;
   }
-  bspline_raise_order(x, num_knots, order, knot, recip, B);
-  for (int j = 0; j < num_bases; ++j) B[j] = bspline_outside_to_zero(x, inside, B[j]);
-}
-
-// Only the derivatives dB_j/dx into D[0 .. num_knots-2-order]; B is scratch as above.
-template <typename V, typename Knot, typename Recip>
-KF_HOST_DEVICE inline void bspline_derivatives(
-    V x, int num_knots, int order, const Knot& knot, const Recip& recip, V* B, V* D) {
-  bspline_bases_below(x, num_knots, order, knot, recip, B);
-  const auto inside = (x >= knot(0)) & (x < knot(num_knots - 1));
-  bspline_derivative(num_knots, order, recip, B, D);
-  for (int j = 0; j + order + 1 < num_knots; ++j) D[j] = bspline_outside_to_zero(x, inside, D[j]);
 }
 
 }  // namespace kanfast
