@@ -83,6 +83,20 @@ def test_matches_reference(backend, geometry, padding_mode):
         assert_close(grads[name], grads_ref[name], "kan_linear_grad")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("activation", ["silu", "gelu", "gelu_tanh", "relu", "tanh", "sigmoid", "identity"])
+def test_base_activations_in_float32(backend, activation):
+    if backend == "triton" and activation not in ("silu", "gelu"):
+        pytest.skip("activations run in PyTorch or the same Triton code for every name; two suffice here")
+    p = _params(GEOMETRIES[0], dtype=torch.float32)
+    p64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
+    y, grads, grad_out = _grads(p, lambda q: _run(q, backend, base_activation=activation))
+    y_ref, grads_ref, _ = _grads(p64, lambda q: _reference(q, base_activation=activation), grad_out.double())
+    assert_close(y, y_ref, "kan_linear_output")
+    for name in grads:
+        assert_close(grads[name], grads_ref[name], "kan_linear_grad")
+
+
 @pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
 @pytest.mark.parametrize("padding", [1, "same", (2, 0)])
 def test_equals_nn_conv2d_when_the_splines_are_zero(padding_mode, padding):

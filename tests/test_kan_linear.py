@@ -73,19 +73,21 @@ def test_large_reduced_gradients_by_relative_l2_and_cosine(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_base_activations(backend, activation):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_base_activations(backend, activation, dtype):
     if backend == "triton" and activation not in ("silu", "gelu"):
         pytest.skip("activations run in PyTorch on every backend; two suffice under the slow interpreter")
-    p = _params(11, 5, 3)
+    p = _params(64, 16, 3, dtype=dtype)
     p["x"][0, 0] = 0.0  # relu's kink
     y, grads, grad_out = _grads(p, backend, base_activation=activation)
-    y_ref = reference.kan_linear(p["x"], p["grid"], p["base_weight"], p["spline_weight"], p["spline_scaler"],
-                                 p["bias"], spline_order=3, base_activation=activation)
+    p64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
+    y_ref = reference.kan_linear(p64["x"], p64["grid"], p64["base_weight"], p64["spline_weight"],
+                                 p64["spline_scaler"], p64["bias"], spline_order=3, base_activation=activation)
     assert_close(y, y_ref, "kan_linear_output")
-    x = p["x"].clone().requires_grad_()
+    x = p64["x"].clone().requires_grad_()
     (gx,) = torch.autograd.grad(
-        reference.kan_linear(x, p["grid"], p["base_weight"], p["spline_weight"], p["spline_scaler"], p["bias"],
-                             spline_order=3, base_activation=activation), x, grad_out)
+        reference.kan_linear(x, p64["grid"], p64["base_weight"], p64["spline_weight"], p64["spline_scaler"],
+                             p64["bias"], spline_order=3, base_activation=activation), x, grad_out.double())
     assert_close(grads["x"], gx, "kan_linear_grad")
 
 

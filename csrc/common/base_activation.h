@@ -16,21 +16,19 @@ inline void check_base_activation(const char* op, const std::string& name) {
               "identity; got '", name, "'");
 }
 
-// out = act(x); out may be a strided view into a larger buffer.
+inline at::Tensor base_activation(const std::string& name, const at::Tensor& x) {
+  if (name == "silu") return at::silu(x);
+  if (name == "gelu" || name == "gelu_tanh") return at::gelu(x, name == "gelu" ? "none" : "tanh");
+  if (name == "relu") return at::relu(x);
+  if (name == "tanh") return at::tanh(x);
+  if (name == "sigmoid") return at::sigmoid(x);
+  return x;
+}
+
+// out = act(x); out is a strided view into the feature buffer. Computed into a temporary and
+// copied: some out= kernels (float32 gelu on the CPU) ignore a non-contiguous out's strides.
 inline void base_activation_forward(const std::string& name, const at::Tensor& x, at::Tensor out) {
-  if (name == "silu") {
-    at::silu_out(out, x);
-  } else if (name == "gelu" || name == "gelu_tanh") {
-    at::gelu_out(out, x, name == "gelu" ? "none" : "tanh");
-  } else if (name == "relu") {
-    out.copy_(at::relu(x));
-  } else if (name == "tanh") {
-    at::tanh_out(out, x);
-  } else if (name == "sigmoid") {
-    at::sigmoid_out(out, x);
-  } else {
-    out.copy_(x);
-  }
+  out.copy_(base_activation(name, x));
 }
 
 // grad · act'(x)
