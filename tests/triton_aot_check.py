@@ -8,7 +8,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from kanfast.triton import bspline, kan_conv_implicit
+from kanfast.triton import bspline, channel_stats, kan_conv_implicit
 
 
 def compile_kernel(kernel, pointers, constexprs, arch):
@@ -36,6 +36,11 @@ def main(archs):
             compile_kernel(kan_conv_implicit._kan_conv2d_forward_kernel,
                            {"x_ptr": f"*{storage}", "w_ptr": f"*{storage}", "bias_ptr": f"*{storage}",
                             "y_ptr": f"*{storage}", **tables}, conv, arch)
+            compile_kernel(channel_stats._channel_stats_kernel,
+                           {"x_ptr": f"*{storage}", "g_ptr": f"*{storage}", "acc_ptr": f"*{compute}",
+                            "cnt_ptr": "*i32", "hist_ptr": "*i32", "lo": "fp32", "scale": "fp32"},
+                           {"HAS_GRAD": True, "HAS_HIST": True, "ACC64": storage == "fp64",
+                            "BLOCK": channel_stats.BLOCK}, arch)
             print(f"sm_{arch} {storage}: ok", flush=True)
 
 

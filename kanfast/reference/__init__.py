@@ -1,7 +1,8 @@
 """Pure-PyTorch implementations of every op: the truth in tests, the fallback, a bench provider."""
 
 from .bspline_basis import bspline_basis, bspline_basis_derivative, knot_span_reciprocals
+from .channel_stats import channel_stats
 from .kan_conv import kan_conv
 from .kan_linear import kan_linear
 
-__all__ = ["bspline_basis", "bspline_basis_derivative", "kan_conv", "kan_linear", "knot_span_reciprocals"]
+__all__ = ["bspline_basis", "bspline_basis_derivative", "channel_stats", "kan_conv", "kan_linear", "knot_span_reciprocals"]
