@@ -215,3 +215,18 @@ def test_a_worker_that_cannot_start_is_an_error_not_a_hang():
         assert executor.idle() == 0
     finally:
         executor.shutdown()
+
+
+def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
+    args = [sys.executable, "-m", "kanfast.search", "--population", "4", "--generations", "3", "--epochs", "1",
+            "--workers", "1", "--no-progress"]
+    process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(tmp_path.glob("search-runs/*/evaluations.jsonl")):
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    run_dir = next(tmp_path.glob("search-runs/*"))
+    assert f"continue with: python -m kanfast.search --resume {run_dir.relative_to(tmp_path)}" in err

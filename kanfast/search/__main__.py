@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from .config import SearchConfig
-from .engine import run
+from .engine import default_run_directory, run
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,18 +66,22 @@ def main(argv=None) -> int:
     values = {k: v for k, v in vars(args).items() if v is not None and k not in ("config", "resume")}
     if "objectives" in values:
         values["objectives"] = tuple(o.strip() for o in values["objectives"].split(",") if o.strip())
+    if args.resume and args.out and args.out != args.resume:
+        print("error: --out and --resume name different directories", file=sys.stderr)
+        return 2
+    if args.resume:
+        values["out"] = args.resume
+    out = None
     try:
-        if args.resume:
-            if args.out and args.out != args.resume:
-                raise ValueError("--out and --resume name different directories")
-            values["out"] = args.resume
         config = SearchConfig.from_file(args.config, **values) if args.config else SearchConfig.from_dict(values)
+        out = config.out = config.out or default_run_directory()  # named now: an interrupted run says where it is
         result = run(config, resume=bool(args.resume))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: python -m kanfast.search --resume {config.out}", file=sys.stderr)
+        where = f"; continue with: python -m kanfast.search --resume {out}" if out else ""
+        print(f"\ninterrupted{where}", file=sys.stderr)
         return 130
     _print_report(result)
     return 0

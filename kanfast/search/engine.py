@@ -346,13 +346,16 @@ def _rng_from_json(data) -> tuple:
     return version, tuple(internal), gauss
 
 
+def default_run_directory() -> str:
+    return str(Path("search-runs") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+
+
 def run(config: SearchConfig | dict[str, Any], *, resume: bool = False) -> SearchResult:
     """Run (or with resume=True continue) a search; config.out is the run directory."""
     if not isinstance(config, SearchConfig):
         config = SearchConfig.from_dict(config)
     if config.out is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        config = dataclasses.replace(config, out=str(Path("search-runs") / stamp))
+        config = dataclasses.replace(config, out=default_run_directory())
     rundir = RunDirectory(Path(config.out))
     if resume:
         stored = rundir.read_json("config.json")
