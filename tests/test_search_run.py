@@ -151,6 +151,8 @@ def test_ray_executor_on_a_local_ray(tmp_path):
         if r["genome"]["learning_rate"] == 0.002:
             assert r["status"] == "failed" and "injected failure" in r["error"]
     assert result.best_genome.learning_rate == 0.001
+    model, genome, _ = load_best(config.out)  # the weights came back from the Ray task
+    assert genome == result.best_genome and model(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
 
 
 def test_user_data_from_npz(tmp_path):

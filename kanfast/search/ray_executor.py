@@ -12,19 +12,27 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from .executor import DEFAULT_EVALUATOR, Outcome, resolve, run_guarded
+from .rundir import atomic_write_bytes
 
 
-def _evaluate_remote(evaluator: str, task: dict[str, Any], threads: int) -> tuple[str, dict | None, str | None, str]:
+def _evaluate_remote(evaluator: str, task: dict[str, Any], threads: int):
+    """(status, metrics, error, device, weights): the trained weights travel back as bytes,
+    since a task on another machine writes its weights file to that machine's disk."""
     import torch
 
     torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() and task.get("device", "cpu").startswith("cuda") else "cpu"
     task = dict(task, device=device)
     status, metrics, error = run_guarded(lambda t: resolve(evaluator)(t), task)
-    return status, metrics, error, device
+    weights = None
+    path = Path(task["weights_path"]) if task.get("weights_path") else None
+    if status == "ok" and path is not None and path.is_file():
+        weights = path.read_bytes()
+    return status, metrics, error, device, weights
 
 
 def _plain(message: str) -> str:
@@ -42,7 +50,7 @@ class RayExecutor:
         resolve(evaluator)
         self.address, self.slots, self.use_gpus = address, slots, use_gpus
         self.threads, self.timeout, self.retries, self.evaluator = threads_per_worker, timeout, retries, evaluator
-        self._running: dict[Any, tuple[str, float]] = {}  # object ref -> (task id, start)
+        self._running: dict[Any, tuple[str, float, str | None]] = {}  # object ref -> (task id, start, weights path)
         self._remote = None
 
     def start(self) -> None:
@@ -72,7 +80,7 @@ class RayExecutor:
             raise RuntimeError("RayExecutor.submit: all slots are busy (check idle() first)")
         device = "cuda" if self.use_gpus else "cpu"
         ref = self._remote.remote(self.evaluator, dict(task, device=device), self.threads)
-        self._running[ref] = (task_id, time.monotonic())
+        self._running[ref] = (task_id, time.monotonic(), task.get("weights_path"))
 
     def poll(self, timeout: float) -> list[Outcome]:
         import ray
@@ -84,11 +92,13 @@ class RayExecutor:
         outcomes = []
         now = time.monotonic()
         for ref in list(self._running):
-            task_id, started = self._running[ref]
+            task_id, started, weights_path = self._running[ref]
             if ref in ready:
                 del self._running[ref]
                 try:
-                    status, metrics, error, device = ray.get(ref)
+                    status, metrics, error, device, weights = ray.get(ref)
+                    if weights is not None:
+                        atomic_write_bytes(Path(weights_path), weights)
                     outcomes.append(Outcome(task_id, status, metrics, "error" if error else None, error, device,
                                             now - started))
                 except (TaskCancelledError, GetTimeoutError) as exc:
