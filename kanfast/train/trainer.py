@@ -1,0 +1,344 @@
+"""``Trainer``: the training loop for classification, regression or any loss."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import checkpoint
+from .callbacks import Callback, EarlyStopper
+from .config import TrainConfig
+from .data import make_batches
+from .ema import ModelEMA
+from .metrics_log import MetricsLog
+
+_AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+class Trainer:
+    """Trains ``model`` on ``train_data`` with ``optimizer`` (an Optimizer, or a factory called
+    with the model's parameters once the model is on the device) and ``loss_fn(output, target)``.
+
+    Data (train and ``val_data``): a DataLoader, a Dataset (batched by the trainer), or a pair
+    of tensors ``(x, y)`` kept on the device and sliced by index. Batches are ``(inputs, targets)``.
+    ``scheduler``: an LR scheduler or a factory called with the optimizer. ``resume``: a
+    checkpoint file or run directory; everything is restored and training continues from there.
+
+    Validation runs after every epoch: ``val_loss`` (sample-weighted mean of ``loss_fn``, which
+    must therefore reduce by mean) and, when targets are integers and outputs have one more
+    dimension (class scores), ``val_accuracy``. Global RNGs (python, numpy, torch) are seeded
+    from ``config.seed`` when ``fit`` starts, or restored from the checkpoint on resume.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | Callable[..., torch.optim.Optimizer],
+                 loss_fn: Callable[[Any, Any], torch.Tensor], train_data: Any, val_data: Any = None,
+                 config: TrainConfig | None = None, *, scheduler: Any = None, callbacks: Sequence[Callback] = (),
+                 resume: str | Path | None = None) -> None:
+        self.config = config = config if config is not None else TrainConfig()
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if config.precision == "16-mixed" and self.device.type != "cuda":
+            raise ValueError(f"precision='16-mixed' needs a CUDA device (float16 autocast with a GradScaler), "
+                             f"the device is {self.device}: use precision='bf16-mixed' there")
+        self.model = model.to(self.device)
+        if config.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if isinstance(optimizer, torch.optim.Optimizer):
+            self.optimizer = optimizer
+        elif callable(optimizer):
+            self.optimizer = optimizer(self.model.parameters())
+        else:
+            raise TypeError(f"optimizer must be an Optimizer or a factory of one, got {type(optimizer).__name__}")
+        self.scheduler = scheduler(self.optimizer) if callable(scheduler) and not hasattr(scheduler, "step") \
+            else scheduler
+        self.loss_fn = loss_fn
+        self.callbacks = list(callbacks)
+        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "16-mixed" else None
+        self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay is not None else None
+        self._forward = self._build_forward()
+        loader_args = dict(batch_size=config.batch_size, seed=config.seed, device=self.device,
+                           num_workers=config.num_workers)
+        self.train_batches = make_batches(train_data, "train_data", shuffle=config.shuffle, **loader_args)
+        self.val_batches = None if val_data is None else make_batches(val_data, "val_data", shuffle=False,
+                                                                      **loader_args)
+        self.early_stopper = EarlyStopper(config.early_stopping) if config.early_stopping else None
+        self.progress = sys.stderr.isatty() if config.progress is None else config.progress
+        self.out_dir = Path(config.out_dir) if config.out_dir is not None else None
+
+        self.step = 0  # optimizer steps taken
+        self.epoch = 0  # epochs completed
+        self.should_stop = False
+        self.events: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = []  # the epoch metrics
+        self._batch_in_epoch = 0  # micro-batches of the current epoch already trained on
+        self._resume_epoch_rng: torch.Tensor | None = None
+        self._window: list[torch.Tensor] = []  # step losses not yet logged, on the device
+        self._epoch_loss = [0.0, 0]  # sum and count of the logged step losses of this epoch
+        self._pending_rng: dict[str, Any] | None = None
+        self._epoch_start = 0.0
+        if resume is not None:
+            self._restore(checkpoint.load(resume))
+        self._log = None if self.out_dir is None else MetricsLog(
+            self.out_dir, tensorboard=config.tensorboard, resume_step=self.step if resume is not None else None)
+
+    # ------------------------------------------------------------------ public
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Trains up to ``config.epochs`` epochs (or an early stop); returns every epoch's metrics."""
+        if self._pending_rng is not None:
+            checkpoint.set_rng_state(self._pending_rng)
+            self._pending_rng = None
+        elif self.step == 0 and self._batch_in_epoch == 0:
+            random.seed(self.config.seed)
+            np.random.seed(self.config.seed)
+            torch.manual_seed(self.config.seed)
+        try:
+            while self.epoch < self.config.epochs and not self.should_stop:
+                self._train_epoch()
+                self._end_epoch()
+        finally:
+            if self._log is not None:
+                self._log.flush()
+        return self.history
+
+    @torch.no_grad()
+    def evaluate(self, data: Any = None) -> dict[str, float]:
+        """``val_loss`` (and ``val_accuracy`` for classification) on ``data`` or the validation data,
+        with the EMA weights when there are, in eval mode and under the training autocast."""
+        if data is None and self.val_batches is None:
+            raise ValueError("evaluate() needs data: the trainer was made without val_data")
+        batches = self.val_batches if data is None else make_batches(
+            data, "data", batch_size=self.config.batch_size, shuffle=False, seed=0, device=self.device,
+            num_workers=self.config.num_workers)
+        model = self.ema.module if self.ema is not None else self.model
+        forward = model if self.ema is not None else self._forward
+        was_training = model.training
+        model.eval()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        count, classification = 0, None
+        try:
+            for x, y in batches.epoch(0):
+                with self._autocast():
+                    output = forward(self._inputs(x))
+                    loss = self.loss_fn(output, y)
+                if classification is None:
+                    classification = _is_classification(output, y)
+                loss_sum += loss.detach().double() * len(y)
+                if classification:
+                    correct += (output.argmax(1) == y).sum()
+                count += len(y)
+        finally:
+            model.train(was_training)
+        if count == 0:
+            raise ValueError("the validation data is empty")
+        metrics = {"val_loss": loss_sum.item() / count}
+        if classification:
+            metrics["val_accuracy"] = correct.item() / count
+        return metrics
+
+    def log_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Records a structural event (in ``events``, ``out_dir/events.jsonl`` and checkpoints),
+        stamped with the current step and epoch; values must be JSON-serialisable."""
+        record = {"step": self.step, "epoch": self.epoch, "time": time.time(), **event}
+        try:
+            json.dumps(record)
+        except TypeError as error:
+            raise TypeError(f"event must hold only JSON-serialisable values: {error}") from None
+        self.events.append(record)
+        if self._log is not None:
+            self._log.event(record)
+        return record
+
+    def recompile(self) -> None:
+        """Compiles the model afresh (``config.compile``): call it after changing the model's structure."""
+        self._forward = self._build_forward()
+
+    def rebuild_ema(self) -> None:
+        """Restarts the EMA from the current weights: call it after changing the model's structure
+        (the old average has the old shapes). Does nothing without ``ema_decay``."""
+        if self.ema is not None:
+            self.ema = ModelEMA(self.model, self.config.ema_decay)
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Writes the checkpoint atomically, by default to ``out_dir/checkpoint.pt``."""
+        if path is None:
+            if self.out_dir is None:
+                raise ValueError("save_checkpoint() needs a path: config.out_dir is not set")
+            path = self.out_dir / checkpoint.FILENAME
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.save(path, {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng": checkpoint.rng_state(),
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self._batch_in_epoch,
+            "epoch_rng_state": self.train_batches.epoch_rng_state if self._batch_in_epoch else None,
+            "window": [float(loss) for loss in self._window], "epoch_loss": list(self._epoch_loss),
+            "should_stop": self.should_stop,
+            "callbacks": [callback.state_dict() for callback in self.callbacks],
+            "early_stopping": self.early_stopper.state_dict() if self.early_stopper is not None else None,
+            # JSON text: events and metrics may hold any JSON value, weights_only loads any string
+            "events": json.dumps(self.events), "history": json.dumps(self.history),
+        })
+        return path
+
+    # ------------------------------------------------------------------ the loop
+
+    def _train_epoch(self) -> None:
+        config, accumulation = self.config, self.config.grad_accumulation
+        self._epoch_start = time.perf_counter()
+        self.model.train()
+        skip, total = self._batch_in_epoch, len(self.train_batches)
+        batches = self.train_batches.epoch(self.epoch, skip, self._resume_epoch_rng)
+        self._resume_epoch_rng = None
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(batches, total=None if total is None else total - skip, leave=False,
+                       desc=f"epoch {self.epoch + 1}/{config.epochs}")
+        group, pending, group_loss = accumulation, 0, None
+        for i, (x, y) in enumerate(bar if bar is not None else batches, start=skip):
+            if pending == 0:
+                # the last group of an epoch may be short: average over the micro-batches it has
+                group = accumulation if total is None else min(accumulation, total - i)
+            with self._autocast():
+                loss = self.loss_fn(self._forward(self._inputs(x)), y) / group
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            group_loss = loss.detach() if group_loss is None else group_loss + loss.detach()
+            pending += 1
+            if pending == group:
+                self._batch_in_epoch = i + 1
+                self._optimizer_step(group_loss, bar)
+                pending, group_loss = 0, None
+        if pending:  # an iterable dataset of unknown length ended inside a group
+            self._optimizer_step(group_loss, bar)
+        if bar is not None:
+            bar.close()
+
+    def _optimizer_step(self, loss: torch.Tensor, bar) -> None:
+        config = self.config
+        grad_norm = None
+        if config.clip_grad_norm is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None and config.scheduler_interval == "step":
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        self._window.append(loss)
+        if self.step % config.log_every == 0:
+            # the only host synchronisation of the step, once per log_every steps
+            row = {"kind": "step", "epoch": self.epoch + 1, "step": self.step, "loss": self._flush_window(),
+                   "lr": self.optimizer.param_groups[0]["lr"]}
+            if grad_norm is not None:
+                row["grad_norm"] = grad_norm.item()
+            if self._log is not None:
+                self._log.write(row)
+            if bar is not None:
+                bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
+        for callback in self.callbacks:
+            callback.on_step_end(self, self.step)
+        if config.checkpoint_every is not None and self.step % config.checkpoint_every == 0 \
+                and self.out_dir is not None:
+            self.save_checkpoint()
+
+    def _end_epoch(self) -> None:
+        if self._window:
+            self._flush_window()
+        total, count = self._epoch_loss
+        self.epoch += 1
+        self._batch_in_epoch, self._epoch_loss = 0, [0.0, 0]
+        if self.scheduler is not None and self.config.scheduler_interval == "epoch":
+            self.scheduler.step()
+        metrics: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step,
+                                   "train_loss": total / count if count else float("nan"),
+                                   "lr": self.optimizer.param_groups[0]["lr"]}
+        if self.val_batches is not None:
+            metrics.update(self.evaluate())
+        metrics["seconds"] = time.perf_counter() - self._epoch_start
+        for callback in self.callbacks:
+            callback.on_epoch_end(self, self.epoch, metrics)
+        if self.early_stopper is not None and self.early_stopper.update(self.epoch, metrics):
+            self.should_stop = True
+        self.history.append(metrics)
+        if self._log is not None:
+            self._log.write(metrics)
+            self.save_checkpoint()
+
+    def _flush_window(self) -> float:
+        losses = torch.stack(self._window).tolist()
+        self._window = []
+        self._epoch_loss = [self._epoch_loss[0] + sum(losses), self._epoch_loss[1] + len(losses)]
+        return sum(losses) / len(losses)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _autocast(self):
+        dtype = _AUTOCAST_DTYPES.get(self.config.precision)
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
+    def _inputs(self, x):
+        if self.config.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _build_forward(self) -> Callable:
+        compile_with = self.config.compile
+        if compile_with is False:
+            return self.model
+        return torch.compile(self.model, **({} if compile_with is True else {"backend": compile_with}))
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for name in ("scheduler", "scaler", "ema", "early_stopper"):
+            own, saved = getattr(self, name), state["early_stopping" if name == "early_stopper" else name]
+            if (own is None) != (saved is None):
+                raise ValueError(f"resume: the checkpoint {'has' if saved is not None else 'has no'} {name} "
+                                 f"state but this trainer {'has none' if own is None else 'has one'}")
+            if own is not None:
+                own.load_state_dict(saved)
+        if len(state["callbacks"]) != len(self.callbacks):
+            raise ValueError(f"resume: the checkpoint holds the state of {len(state['callbacks'])} callbacks, "
+                             f"this trainer has {len(self.callbacks)}")
+        for callback, saved in zip(self.callbacks, state["callbacks"]):
+            callback.load_state_dict(saved)
+        self.step, self.epoch, self._batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self._resume_epoch_rng = state["epoch_rng_state"]
+        self._window = [torch.tensor(loss, device=self.device) for loss in state["window"]]
+        self._epoch_loss = list(state["epoch_loss"])
+        self.should_stop = state["should_stop"]
+        self.events, self.history = json.loads(state["events"]), json.loads(state["history"])
+        self._pending_rng = state["rng"]
+
+
+def _is_classification(output: Any, target: Any) -> bool:
+    return (isinstance(output, torch.Tensor) and isinstance(target, torch.Tensor)
+            and not target.dtype.is_floating_point and not target.dtype.is_complex
+            and output.dim() == target.dim() + 1)

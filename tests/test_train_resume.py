@@ -1,0 +1,110 @@
+"""Checkpoints of kanfast.train.Trainer: weights_only loading and exact resumption."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from kanfast.train import Callback, EarlyStopping, TrainConfig, Trainer
+
+
+class Counter(Callback):
+    """Stateful callback: counts steps; optionally crashes the run at a given step."""
+
+    def __init__(self, crash_at=None):
+        self.steps, self.crash_at = 0, crash_at
+
+    def on_step_end(self, trainer, step):
+        self.steps += 1
+        if step == self.crash_at:
+            raise KeyboardInterrupt
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = state["steps"]
+
+
+def data(kind):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 6, generator=g)
+    y = (x[:, 0] > 0).long()
+    if kind == "tensors":
+        return (x, y)
+    if kind == "dataset":
+        return TensorDataset(x, y)
+    return DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)  # draws from torch's global RNG
+
+
+def make_trainer(kind, out_dir, epochs, *, seed=0, callback=None, resume=None, checkpoint_every=None):
+    torch.manual_seed(seed)  # a resumed run starts from other weights: the checkpoint must replace them
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
+    config = TrainConfig(epochs=epochs, batch_size=8, progress=False, log_every=1, out_dir=out_dir, seed=3,
+                         ema_decay=0.9, clip_grad_norm=1.0, checkpoint_every=checkpoint_every,
+                         early_stopping=EarlyStopping(patience=5))
+    return Trainer(model, lambda p: torch.optim.AdamW(p, lr=1e-2), F.cross_entropy, data(kind), data("tensors"),
+                   config, scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.7),
+                   callbacks=[callback or Counter()], resume=resume)
+
+
+def step_rows(out_dir):
+    return [r for r in map(json.loads, (out_dir / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "step"]
+
+
+@pytest.mark.parametrize("kind", ["tensors", "dataset", "loader"])
+@pytest.mark.parametrize("interruption", ["epoch_end", "mid_epoch"])
+def test_resumed_run_reproduces_the_uninterrupted_one(tmp_path, kind, interruption):
+    full = make_trainer(kind, tmp_path / "full", epochs=2)
+    full.fit()
+    expected = [r["loss"] for r in step_rows(tmp_path / "full")]
+    assert len(expected) == 10
+
+    if interruption == "epoch_end":
+        make_trainer(kind, tmp_path / "cut", epochs=1).fit()
+        resume_step = 5
+    else:  # checkpoints every 3 steps; the run dies at step 8, in the second epoch
+        with pytest.raises(KeyboardInterrupt):
+            make_trainer(kind, tmp_path / "cut", epochs=2, checkpoint_every=3, callback=Counter(crash_at=8)).fit()
+        resume_step = 6
+    resumed = make_trainer(kind, tmp_path / "cut", epochs=2, seed=1, resume=tmp_path / "cut",
+                           checkpoint_every=3 if interruption == "mid_epoch" else None)
+    assert resumed.step == resume_step and resumed.callbacks[0].steps == resume_step
+    resumed.fit()
+
+    rows = step_rows(tmp_path / "cut")
+    assert [r["step"] for r in rows] == list(range(1, 11))  # rows after the checkpoint were replaced
+    assert [r["loss"] for r in rows] == expected
+    assert resumed.history[-1]["val_loss"] == full.history[-1]["val_loss"]
+    assert resumed.history[-1]["train_loss"] == full.history[-1]["train_loss"]
+    for got, want in zip(resumed.model.state_dict().values(), full.model.state_dict().values()):
+        assert torch.equal(got, want)
+    for got, want in zip(resumed.ema.module.parameters(), full.ema.module.parameters()):
+        assert torch.equal(got, want)
+    assert resumed.scheduler.state_dict() == full.scheduler.state_dict()
+    assert resumed.callbacks[0].steps == 10
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    trainer = make_trainer("tensors", tmp_path, epochs=1)
+    trainer.fit()
+    trainer.log_event({"type": "prune", "units": [1, 2]})
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "scaler", "ema", "rng", "step", "epoch", "callbacks",
+            "early_stopping", "events", "history"} <= set(state)
+    assert state["step"] == 5 and state["epoch"] == 1 and state["callbacks"] == [{"steps": 5}]
+    assert set(state["rng"]) == {"python", "numpy", "torch", "cuda"}
+    assert state["early_stopping"]["best_epoch"] == 1
+    # events logged after the last checkpoint are in the next one
+    assert json.loads(torch.load(trainer.save_checkpoint(), weights_only=True)["events"])[0]["units"] == [1, 2]
+
+
+def test_resume_refuses_a_mismatched_trainer(tmp_path):
+    make_trainer("tensors", tmp_path, epochs=1).fit()
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
+    with pytest.raises(ValueError, match="scheduler"):
+        Trainer(model, lambda p: torch.optim.AdamW(p, lr=1e-2), F.cross_entropy, data("tensors"), None,
+                TrainConfig(progress=False), resume=tmp_path)
