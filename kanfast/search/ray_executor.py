@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .executor import DEFAULT_EVALUATOR, Outcome, resolve, run_guarded
-from .rundir import atomic_write_bytes
+from .._io import atomic_write_bytes
 
 
 def _evaluate_remote(evaluator: str, task: dict[str, Any], threads: int):

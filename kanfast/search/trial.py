@@ -8,7 +8,6 @@ evaluation's result, so a failing genome never stops the search.
 from __future__ import annotations
 
 import copy
-import os
 import statistics
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .._io import atomic_torch_save
 from .data import SplitDataset, load_dataset
 from .genome import Genome, parameter_count
 
@@ -80,9 +80,7 @@ def save_weights(path: Path, genome: Genome, model: torch.nn.Module, data: Split
     payload = {"genome": genome.to_json(), "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                "input_shape": list(data.input_shape), "num_classes": data.num_classes, "metrics": metrics}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(path, payload)
 
 
 def evaluate(task: dict[str, Any]) -> dict[str, Any]:
