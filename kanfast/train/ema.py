@@ -16,6 +16,7 @@ class ModelEMA:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        _drop_hooks(self.module)  # a deep copy keeps the model's hooks: a scorer would see EMA forwards
         self._params, self._buffers = list(self.module.parameters()), list(self.module.buffers())
         self.updates = 0
 
@@ -35,3 +36,9 @@ class ModelEMA:
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state["module"])
         self.updates = state["updates"]
+
+
+def _drop_hooks(module: nn.Module) -> None:
+    for m in module.modules():
+        for hooks in (m._forward_pre_hooks, m._forward_hooks, m._backward_pre_hooks, m._backward_hooks):
+            hooks.clear()

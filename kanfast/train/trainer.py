@@ -13,11 +13,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
+from .. import resize
 from . import checkpoint
 from .callbacks import Callback, EarlyStopper
 from .config import TrainConfig
-from .data import make_batches
+from .bn import recalibrate_bn
+from .data import LoaderBatches, make_batches
 from .ema import ModelEMA
 from .metrics_log import MetricsLog
 
@@ -170,6 +173,19 @@ class Trainer:
         if self.ema is not None:
             self.ema = ModelEMA(self.model, self.config.ema_decay)
 
+    def structure_changed(self, bn_batches: int | None = 8) -> None:
+        """Brings everything that depends on the model's structure up to date after a resize:
+        BatchNorm statistics recalibrated on up to ``bn_batches`` training batches (under the
+        evaluation autocast; None: all), the EMA rebuilt, the model recompiled when compiled."""
+        if any(isinstance(m, _BatchNorm) and m.track_running_stats for m in self.model.modules()):
+            data = self.train_batches.loader if isinstance(self.train_batches, LoaderBatches) else (
+                self.train_batches.x, self.train_batches.y)
+            recalibrate_bn(self.model, data, max_batches=bn_batches, batch_size=self.config.batch_size,
+                           autocast=_AUTOCAST_DTYPES.get(self.config.precision))
+        self.rebuild_ema()
+        if self.config.compile:
+            self.recompile()
+
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
         """Writes the checkpoint atomically, by default to ``out_dir/checkpoint.pt``."""
         if path is None:
@@ -179,7 +195,8 @@ class Trainer:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         checkpoint.save(path, {
-            "model": self.model.state_dict(),
+            # with each module's sizes, so a model that grew or shrank since it was built resumes
+            **_model_with_sizes(self.model),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
@@ -315,7 +332,15 @@ class Trainer:
         return torch.compile(self.model, **({} if compile_with is True else {"backend": compile_with}))
 
     def _restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        before = dict(self.model.named_parameters())
+        resize.load_resized(self.model, {"format": resize.CHECKPOINT_FORMAT, "state_dict": state["model"],
+                                         "sizes": state["model_sizes"]})
+        # load_resized gives resized tensors new Parameter objects: the optimizer must hold those
+        renamed = {before[n]: p for n, p in self.model.named_parameters() if n in before and before[n] is not p}
+        if renamed:
+            for group in self.optimizer.param_groups:
+                group["params"] = [renamed.get(p, p) for p in group["params"]]
+            self.rebuild_ema()  # the EMA copy was made at the built shapes
         self.optimizer.load_state_dict(state["optimizer"])
         for name in ("scheduler", "scaler", "ema", "early_stopper"):
             own, saved = getattr(self, name), state["early_stopping" if name == "early_stopper" else name]
@@ -336,6 +361,11 @@ class Trainer:
         self.should_stop = state["should_stop"]
         self.events, self.history = json.loads(state["events"]), json.loads(state["history"])
         self._pending_rng = state["rng"]
+
+
+def _model_with_sizes(model: nn.Module) -> dict[str, Any]:
+    shaped = resize.state_dict_with_shapes(model)
+    return {"model": shaped["state_dict"], "model_sizes": shaped["sizes"]}
 
 
 def _is_classification(output: Any, target: Any) -> bool:
