@@ -43,6 +43,10 @@ class Strategy(Callback):
     params_after, monitor, metric_before (the last epoch's value, None before the first) and
     metric_after, filled in ``trainer.events`` at the next epoch end (events.jsonl, written at
     once, keeps null there).
+
+    Under DDP every rank runs the strategy: the scorer's statistics are all-reduced before each
+    decision, so every rank takes the same one, and ``trainer.structure_changed()`` then gives
+    every rank rank 0's weights (new units may start from random values).
     """
 
     def __init__(self, layers: list[str] | None = None, *, example_inputs: Any = None,
@@ -67,15 +71,18 @@ class Strategy(Callback):
         self._due = False  # fired before the scorer had seen a batch: act at the next step
         self._awaiting: list[int] = []  # indices in trainer.events waiting for metric_after
         self._last_metric: float | None = None
+        self._synced = False  # the scorer holds every rank's statistics of the data seen so far
 
     # ------------------------------------------------------------------ callback hooks
     def on_step_end(self, trainer: Trainer, step: int) -> None:
+        self._synced = False  # the scorer has seen this rank's batch since
         self._bind(trainer)
         self.advance(trainer)
         if self.trigger.at_step(step) or self._due:
             self._act(trainer)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
+        self._synced = False  # and the validation batches
         self._bind(trainer)
         value = metrics.get(self.monitor)
         value = None if value is None else float(value)
@@ -85,6 +92,7 @@ class Strategy(Callback):
         self._last_metric = value
         entropy = None
         if self.trigger.needs_entropy:
+            self._sync_scorer(trainer)
             layer_entropy = self._scorer.layer_entropy()
             entropy = math.fsum(layer_entropy.values()) / len(layer_entropy) if layer_entropy else math.nan
         fired = self.trigger.at_epoch(epoch, metrics, entropy)
@@ -182,6 +190,13 @@ class Strategy(Callback):
         self.check_layers(model, {name: deps.group_of(name).units for name in self.layers})
         self._scorer = self._new_scorer(model).attach()
 
+    def _sync_scorer(self, trainer: Trainer) -> None:
+        """Distributed: combines the ranks' statistics (once: combining them again would count
+        each rank's share twice), so that every rank computes the same scores."""
+        if trainer.distributed and not self._synced:
+            self._scorer.all_reduce()
+            self._synced = True
+
     def _new_scorer(self, model: nn.Module) -> NeuronScorer:
         criteria = (self.criterion,) + (("entropy",) if self.trigger.needs_entropy and self.criterion != "entropy"
                                         else ())
@@ -192,6 +207,7 @@ class Strategy(Callback):
         if not layers:
             self._due = False
             return
+        self._sync_scorer(trainer)
         all_scores = self._scorer.scores()
         for name in layers:
             if self.criterion not in all_scores[name]:

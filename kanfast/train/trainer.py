@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import sys
 import time
@@ -12,7 +13,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import resize
@@ -40,6 +43,9 @@ class Trainer:
     must therefore reduce by mean) and, when targets are integers and outputs have one more
     dimension (class scores), ``val_accuracy``. Global RNGs (python, numpy, torch) are seeded
     from ``config.seed`` when ``fit`` starts, or restored from the checkpoint on resume.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1, or torch.distributed already initialised) it trains
+    with DistributedDataParallel (README, "Multi-process training").
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | Callable[..., torch.optim.Optimizer],
@@ -50,6 +56,9 @@ class Trainer:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.rank, self.world_size, self.device = _init_distributed(self.device)
+        self.distributed = self.world_size > 1
+        self.is_main = self.rank == 0  # the rank that writes out_dir and shows progress
         if config.precision == "16-mixed" and self.device.type != "cuda":
             raise ValueError(f"precision='16-mixed' needs a CUDA device (float16 autocast with a GradScaler), "
                              f"the device is {self.device}: use precision='bf16-mixed' there")
@@ -67,15 +76,18 @@ class Trainer:
         self.loss_fn = loss_fn
         self.callbacks = list(callbacks)
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "16-mixed" else None
+        self._ddp: DistributedDataParallel | None = None
+        self._forward, self._train_forward = self._build_forwards()
+        # after DDP's constructor: every rank averages from rank 0's weights
         self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay is not None else None
-        self._forward = self._build_forward()
         loader_args = dict(batch_size=config.batch_size, seed=config.seed, device=self.device,
-                           num_workers=config.num_workers)
+                           num_workers=config.num_workers, rank=self.rank, world_size=self.world_size)
         self.train_batches = make_batches(train_data, "train_data", shuffle=config.shuffle, **loader_args)
+        # validation shards are not padded: every sample counts once in the all-reduced metrics
         self.val_batches = None if val_data is None else make_batches(val_data, "val_data", shuffle=False,
-                                                                      **loader_args)
+                                                                      pad=False, **loader_args)
         self.early_stopper = EarlyStopper(config.early_stopping) if config.early_stopping else None
-        self.progress = sys.stderr.isatty() if config.progress is None else config.progress
+        self.progress = self.is_main and (sys.stderr.isatty() if config.progress is None else config.progress)
         self.out_dir = Path(config.out_dir) if config.out_dir is not None else None
 
         self.step = 0  # optimizer steps taken
@@ -91,7 +103,7 @@ class Trainer:
         self._epoch_start = 0.0
         if resume is not None:
             self._restore(checkpoint.load(resume))
-        self._log = None if self.out_dir is None else MetricsLog(
+        self._log = None if self.out_dir is None or not self.is_main else MetricsLog(
             self.out_dir, tensorboard=config.tensorboard, resume_step=self.step if resume is not None else None)
 
     # ------------------------------------------------------------------ public
@@ -109,6 +121,8 @@ class Trainer:
             while self.epoch < self.config.epochs and not self.should_stop:
                 self._train_epoch()
                 self._end_epoch()
+            if self.distributed:
+                dist.barrier()  # every rank returns once rank 0's files are written
         finally:
             if self._log is not None:
                 self._log.flush()
@@ -117,12 +131,13 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, data: Any = None) -> dict[str, float]:
         """``val_loss`` (and ``val_accuracy`` for classification) on ``data`` or the validation data,
-        with the EMA weights when there are, in eval mode and under the training autocast."""
+        with the EMA weights when there are, in eval mode and under the training autocast.
+        Distributed: each rank evaluates its shard and every rank returns the metrics of all."""
         if data is None and self.val_batches is None:
             raise ValueError("evaluate() needs data: the trainer was made without val_data")
         batches = self.val_batches if data is None else make_batches(
             data, "data", batch_size=self.config.batch_size, shuffle=False, seed=0, device=self.device,
-            num_workers=self.config.num_workers)
+            num_workers=self.config.num_workers, rank=self.rank, world_size=self.world_size, pad=False)
         model = self.ema.module if self.ema is not None else self.model
         forward = model if self.ema is not None else self._forward
         was_training = model.training
@@ -143,6 +158,12 @@ class Trainer:
                 count += len(y)
         finally:
             model.train(was_training)
+        if self.distributed:
+            # one collective; a rank whose shard is empty learns from the others what the task is
+            totals = torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(count),
+                                  loss_sum.new_tensor(float(bool(classification)))])
+            dist.all_reduce(totals)
+            loss_sum, correct, count, classification = totals[0], totals[1], int(totals[2]), bool(totals[3])
         if count == 0:
             raise ValueError("the validation data is empty")
         metrics = {"val_loss": loss_sum.item() / count}
@@ -164,8 +185,10 @@ class Trainer:
         return record
 
     def recompile(self) -> None:
-        """Compiles the model afresh (``config.compile``): call it after changing the model's structure."""
-        self._forward = self._build_forward()
+        """Rebuilds the forward after changing the model's structure: compiles it afresh
+        (``config.compile``) and, when distributed, wraps it in a new DDP, whose constructor
+        broadcasts rank 0's parameters and buffers (a collective: call it on every rank)."""
+        self._forward, self._train_forward = self._build_forwards()
 
     def rebuild_ema(self) -> None:
         """Restarts the EMA from the current weights: call it after changing the model's structure
@@ -176,23 +199,27 @@ class Trainer:
     def structure_changed(self, bn_batches: int | None = 8) -> None:
         """Brings everything that depends on the model's structure up to date after a resize:
         BatchNorm statistics recalibrated on up to ``bn_batches`` training batches (under the
-        evaluation autocast; None: all), the EMA rebuilt, the model recompiled when compiled."""
+        evaluation autocast; None: all), the forward rebuilt (``recompile``: when distributed,
+        every rank then holds rank 0's parameters and buffers, which settles any randomness of
+        the change), then the EMA rebuilt from those weights. Distributed: call it on every rank."""
         if any(isinstance(m, _BatchNorm) and m.track_running_stats for m in self.model.modules()):
             data = self.train_batches.loader if isinstance(self.train_batches, LoaderBatches) else (
                 self.train_batches.x, self.train_batches.y)
             recalibrate_bn(self.model, data, max_batches=bn_batches, batch_size=self.config.batch_size,
                            autocast=_AUTOCAST_DTYPES.get(self.config.precision))
+        self.recompile()
         self.rebuild_ema()
-        if self.config.compile:
-            self.recompile()
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Writes the checkpoint atomically, by default to ``out_dir/checkpoint.pt``."""
+        """Writes the checkpoint atomically, by default to ``out_dir/checkpoint.pt``. Distributed:
+        only rank 0 writes (the ranks hold the same state); the others just return the path."""
         if path is None:
             if self.out_dir is None:
                 raise ValueError("save_checkpoint() needs a path: config.out_dir is not set")
             path = self.out_dir / checkpoint.FILENAME
         path = Path(path)
+        if not self.is_main:
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         checkpoint.save(path, {
             # with each module's sizes, so a model that grew or shrank since it was built resumes
@@ -233,12 +260,16 @@ class Trainer:
             if pending == 0:
                 # the last group of an epoch may be short: average over the micro-batches it has
                 group = accumulation if total is None else min(accumulation, total - i)
-            with self._autocast():
-                loss = self.loss_fn(self._forward(self._inputs(x)), y) / group
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-            else:
-                loss.backward()
+            # DDP averages gradients over the ranks once per optimizer step, not per micro-batch
+            # (unless the epoch's length is unknown: then a group may end without a sync)
+            no_sync = self._ddp is not None and pending + 1 < group and total is not None
+            with self._ddp.no_sync() if no_sync else contextlib.nullcontext():
+                with self._autocast():
+                    loss = self.loss_fn(self._train_forward(self._inputs(x)), y) / group
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
             group_loss = loss.detach() if group_loss is None else group_loss + loss.detach()
             pending += 1
             if pending == group:
@@ -282,7 +313,7 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_step_end(self, self.step)
         if config.checkpoint_every is not None and self.step % config.checkpoint_every == 0 \
-                and self.out_dir is not None:
+                and self._log is not None:
             self.save_checkpoint()
 
     def _end_epoch(self) -> None:
@@ -309,7 +340,11 @@ class Trainer:
             self.save_checkpoint()
 
     def _flush_window(self) -> float:
-        losses = torch.stack(self._window).tolist()
+        losses = torch.stack(self._window)
+        if self.distributed:  # every rank logs the mean over the ranks
+            dist.all_reduce(losses)
+            losses /= self.world_size
+        losses = losses.tolist()
         self._window = []
         self._epoch_loss = [self._epoch_loss[0] + sum(losses), self._epoch_loss[1] + len(losses)]
         return sum(losses) / len(losses)
@@ -325,11 +360,22 @@ class Trainer:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _build_forward(self) -> Callable:
+    def _build_forwards(self) -> tuple[Callable, Callable]:
+        """(evaluation forward, training forward): the model, compiled when asked; training goes
+        through DDP when distributed (evaluation does not: its shards differ in length)."""
+        forward = self._compiled(self.model)
+        if not self.distributed:
+            return forward, forward
+        # a new wrapper after every change: DDP's gradient buckets hold the parameters it was made with
+        self._ddp = DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return forward, self._compiled(self._ddp)
+
+    def _compiled(self, module: nn.Module) -> Callable:
         compile_with = self.config.compile
         if compile_with is False:
-            return self.model
-        return torch.compile(self.model, **({} if compile_with is True else {"backend": compile_with}))
+            return module
+        return torch.compile(module, **({} if compile_with is True else {"backend": compile_with}))
 
     def _restore(self, state: dict[str, Any]) -> None:
         before = dict(self.model.named_parameters())
@@ -340,6 +386,7 @@ class Trainer:
         if renamed:
             for group in self.optimizer.param_groups:
                 group["params"] = [renamed.get(p, p) for p in group["params"]]
+            self.recompile()  # a DDP wrapper holds the old parameters
             self.rebuild_ema()  # the EMA copy was made at the built shapes
         self.optimizer.load_state_dict(state["optimizer"])
         for name in ("scheduler", "scaler", "ema", "early_stopper"):
@@ -361,6 +408,25 @@ class Trainer:
         self.should_stop = state["should_stop"]
         self.events, self.history = json.loads(state["events"]), json.loads(state["history"])
         self._pending_rng = state["rng"]
+
+
+def _init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Under torchrun (``WORLD_SIZE`` > 1) it initialises the process
+    group from the environment if nobody has: gloo on CPU, nccl on CUDA, where a device without
+    an index becomes ``cuda:LOCAL_RANK``. Not distributed: (0, 1, device)."""
+    if not dist.is_available():
+        return 0, 1, device
+    if not dist.is_initialized():
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return 0, 1, device
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    elif device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 def _model_with_sizes(model: nn.Module) -> dict[str, Any]:
