@@ -198,6 +198,32 @@ def test_entropy_saturation_trigger():
     assert not any(high.at_epoch(e, {}, v) for e, v in enumerate(saturating, 1))
 
 
+def test_entropy_rising_or_plateaued_while_accuracy_plateaus():
+    rising = [0.5 + 0.1 * t for t in range(12)]
+    flat_accuracy = [{"val_accuracy": 0.9 + 0.001 * (t % 2)} for t in range(12)]
+    improving = [{"val_accuracy": 0.5 + 0.04 * t} for t in range(12)]
+
+    def fired(trigger, entropies, metrics):
+        return [e for e, (v, m) in enumerate(zip(entropies, metrics), 1) if trigger.at_epoch(e, m, v)]
+
+    def make(condition):
+        return evolve.EntropySaturation(window=4, variance_threshold=1e-3, min_epochs_between=20,
+                                        conditions=condition, metric_variance_threshold=1e-4)
+
+    assert fired(make("rising"), rising, flat_accuracy) == [4]  # the first full window
+    assert fired(make("rising"), rising, improving) == []  # accuracy still improves
+    assert fired(make("saturated"), rising, flat_accuracy) == []  # the entropy is not flat
+    flat = [1.0] * 12
+    assert fired(make("plateaued"), flat, flat_accuracy) == [4]
+    assert fired(make("plateaued"), flat, improving) == []
+    assert fired(make("plateaued"), flat, [{} for _ in flat]) == []  # no accuracy to judge
+    both = make(("rising", "plateaued"))
+    assert fired(both, rising, flat_accuracy) == [4]
+    restored = make("rising")
+    restored.load_state_dict(both.state_dict())
+    assert restored.history == both.history and restored.metric_history == both.metric_history
+
+
 def test_entropy_saturation_drives_a_strategy():
     x, y = data()
     strategy = evolve.Apoptosis(0.25, trigger=evolve.EntropySaturation(window=2, variance_threshold=100.0,
@@ -246,6 +272,8 @@ def test_plateau_matches_reduce_lr_on_plateau(mode, threshold_mode, threshold, p
     (lambda: evolve.Plateau(threshold_mode="pct"), "threshold_mode"),
     (lambda: evolve.EntropySaturation(window=1), "window"),
     (lambda: evolve.EntropySaturation(variance_threshold=0), "variance_threshold"),
+    (lambda: evolve.EntropySaturation(conditions=("saturated", "bored")), "conditions"),
+    (lambda: evolve.EntropySaturation(metric_variance_threshold=-1), "metric_variance_threshold"),
 ])
 def test_bad_settings_name_the_argument(make, argument):
     with pytest.raises(ValueError, match=rf"\b{argument}\b"):

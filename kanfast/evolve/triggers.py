@@ -109,51 +109,84 @@ class Plateau(Trigger):
 
 
 class EntropySaturation(Trigger):
-    """Fires when the layer entropy has saturated: the population variance of its last
-    ``window`` epoch values is below ``variance_threshold`` and their mean is at least
-    ``min_entropy`` nats ("saturated high"; 0 accepts any level), at least
-    ``min_epochs_between`` epochs after the previous firing.
+    """Fires when the layer entropy says the network's capacity is used up, judged over the last
+    ``window`` epochs, at least ``min_epochs_between`` epochs after the previous firing. The
+    ``conditions`` it fires on (any of them):
 
-    This is the first of the three conditions the growth experiments describe; the other two
-    (entropy rising while accuracy plateaus, both plateaued) are not implemented: combine a
-    strategy on ``Plateau`` with one on this trigger for a metric plateau. The entropy is one
-    value per epoch: the mean over the strategy's layers of the mean unit entropy
+    - ``"saturated"``: the entropy is flat (population variance below ``variance_threshold``)
+      at a level of at least ``min_entropy`` nats (0 accepts any level);
+    - ``"rising"``: the entropy keeps rising (its least-squares slope is above
+      ``rise_threshold`` nats per epoch) while ``monitor`` has plateaued;
+    - ``"plateaued"``: the entropy and ``monitor`` have both plateaued.
+
+    ``monitor`` (a key of the epoch metrics, default val_accuracy) has plateaued when the
+    variance of its last ``window`` values is below ``metric_variance_threshold``. The entropy is
+    one value per epoch: the mean over the strategy's layers of the mean unit entropy
     (NeuronScorer.layer_entropy) over that epoch's batches.
     """
 
     needs_entropy = True
+    CONDITIONS = ("saturated", "rising", "plateaued")
 
     def __init__(self, window: int = 10, variance_threshold: float = 0.01, min_epochs_between: int = 3,
-                 min_entropy: float = 0.0) -> None:
+                 min_entropy: float = 0.0, *, conditions=("saturated",), monitor: str = "val_accuracy",
+                 metric_variance_threshold: float = 1e-4, rise_threshold: float = 0.0) -> None:
         self.window = _positive_int("window", window)
         if self.window < 2:
             raise ValueError(f"window must be at least 2 epochs for a variance, got {window}")
-        if not (isinstance(variance_threshold, (int, float)) and variance_threshold > 0):
-            raise ValueError(f"variance_threshold must be a number > 0, got {variance_threshold!r}")
+        for name, value in (("variance_threshold", variance_threshold),
+                            ("metric_variance_threshold", metric_variance_threshold)):
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"{name} must be a number > 0, got {value!r}")
         self.min_epochs_between = _positive_int("min_epochs_between", min_epochs_between)
-        if not isinstance(min_entropy, (int, float)):
-            raise ValueError(f"min_entropy must be a number, got {min_entropy!r}")
+        for name, value in (("min_entropy", min_entropy), ("rise_threshold", rise_threshold)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        conditions = (conditions,) if isinstance(conditions, str) else tuple(conditions)
+        unknown = [c for c in conditions if c not in self.CONDITIONS]
+        if not conditions or unknown:
+            raise ValueError(f"conditions must name some of {self.CONDITIONS}, got {list(conditions)}")
         self.variance_threshold, self.min_entropy = float(variance_threshold), float(min_entropy)
+        self.metric_variance_threshold, self.rise_threshold = float(metric_variance_threshold), float(rise_threshold)
+        self.conditions, self.monitor = conditions, monitor
         self.history: list[float] = []
+        self.metric_history: list[float | None] = []
         self.last_fired: int | None = None
 
     def at_epoch(self, epoch: int, metrics: dict[str, Any], entropy: float | None = None) -> bool:
         if entropy is None:
             raise ValueError("EntropySaturation: at_epoch needs the epoch's entropy")
         self.history.append(float(entropy))
+        metric = metrics.get(self.monitor)
+        self.metric_history.append(None if metric is None else float(metric))
         if len(self.history) < self.window:
             return False
         if self.last_fired is not None and epoch - self.last_fired < self.min_epochs_between:
             return False
-        recent = self.history[-self.window:]
-        if statistics.pvariance(recent) >= self.variance_threshold or statistics.fmean(recent) < self.min_entropy:
+        if not any(self._holds(c) for c in self.conditions):
             return False
         self.last_fired = epoch
         return True
 
+    def _holds(self, condition: str) -> bool:
+        recent = self.history[-self.window:]
+        flat = statistics.pvariance(recent) < self.variance_threshold
+        if condition == "saturated":
+            return flat and statistics.fmean(recent) >= self.min_entropy
+        metric = self.metric_history[-self.window:]
+        if any(m is None for m in metric):  # the monitored metric is missing: no plateau to judge
+            return False
+        metric_flat = statistics.pvariance(metric) < self.metric_variance_threshold
+        if condition == "plateaued":
+            return flat and metric_flat
+        slope = statistics.linear_regression(range(len(recent)), recent).slope
+        return metric_flat and slope > self.rise_threshold
+
     def state_dict(self) -> dict[str, Any]:
-        return {"history": list(self.history), "last_fired": self.last_fired}
+        return {"history": list(self.history), "metric_history": list(self.metric_history),
+                "last_fired": self.last_fired}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state["history"])
+        self.metric_history = list(state["metric_history"])
         self.last_fired = state["last_fired"]
