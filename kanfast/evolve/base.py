@@ -41,8 +41,7 @@ class Strategy(Callback):
     Each event goes through ``trainer.log_event`` (so into ``trainer.events``, events.jsonl and
     checkpoints) with: step, epoch, strategy, kind, layer, units (indices), params_before,
     params_after, monitor, metric_before (the last epoch's value, None before the first) and
-    metric_after, filled in ``trainer.events`` at the next epoch end (events.jsonl, written at
-    once, keeps null there).
+    metric_after, filled in at the next epoch end (``trainer.update_event``).
 
     Under DDP every rank runs the strategy: the scorer's statistics are all-reduced before each
     decision, so every rank takes the same one, and ``trainer.structure_changed()`` then gives
@@ -87,7 +86,7 @@ class Strategy(Callback):
         value = metrics.get(self.monitor)
         value = None if value is None else float(value)
         for i in self._awaiting:
-            trainer.events[i]["metric_after"] = value
+            trainer.update_event(i, metric_after=value)
         self._awaiting = []
         self._last_metric = value
         entropy = None

@@ -86,6 +86,10 @@ class MetricsLog:
             f.flush()
             os.fsync(f.fileno())
 
+    def rewrite_events(self, events: list[dict[str, Any]]) -> None:
+        """After an event changed (a strategy fills in the metric that followed it)."""
+        atomic_write_text(self.events_path, _lines(events))
+
     def flush(self) -> None:
         if self._tensorboard is not None:
             self._tensorboard.flush()

@@ -184,6 +184,12 @@ class Trainer:
             self._log.event(record)
         return record
 
+    def update_event(self, index: int, **fields: Any) -> None:
+        """Adds ``fields`` to event ``index`` of ``events``, in events.jsonl too (rewritten)."""
+        self.events[index].update(fields)
+        if self._log is not None:
+            self._log.rewrite_events(self.events)
+
     def recompile(self) -> None:
         """Rebuilds the forward after changing the model's structure: compiles it afresh
         (``config.compile``) and, when distributed, wraps it in a new DDP, whose constructor
