@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -177,7 +178,7 @@ def test_bad_npz_files_are_refused_clearly(tmp_path, capsys, arrays, match):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
     assert cli(["--data", str(path), "--out", str(tmp_path / "run"), "--population", "2", "--elitism", "1"]) == 2
-    assert pytest.importorskip("re").search(match, capsys.readouterr().err)
+    assert re.search(match, capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("argv,match", [
