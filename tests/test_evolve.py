@@ -147,9 +147,13 @@ def kan_cnn():
     return KANCNN(1, 3, input_size=(6, 6), channels=(3, 4), grid_size=3, spline_order=2)
 
 
-@pytest.mark.parametrize("make", [lambda x: evolve.Apoptosis(0.4, interval=1, example_inputs=x[:2]),
-                                  lambda x: evolve.GrowthOnly(0.5, max_width=6, interval=1, example_inputs=x[:2])],
-                         ids=["apoptosis", "growth"])
+@pytest.mark.parametrize("make", [
+    lambda x: evolve.Apoptosis(0.4, interval=1, example_inputs=x[:2]),
+    lambda x: evolve.GrowthOnly(0.5, max_width=6, interval=1, example_inputs=x[:2]),
+    lambda x: evolve.Hybrid(turnover=0.4, interval=1, example_inputs=x[:2]),
+    lambda x: evolve.FunctionalPreservation(0.4, interval=1, preservation_steps=1, mutation_strength=0.1,
+                                            example_inputs=x[:2]),
+], ids=["apoptosis", "growth", "hybrid", "preservation"])
 def test_strategies_on_a_kan_cnn_with_batch_norm(make):
     x, y = data(16, (1, 6, 6))
     model = kan_cnn()

@@ -83,3 +83,20 @@ def test_a_deepened_run_resumes_into_a_model_deepened_the_same_way(tmp_path):
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
     assert strategy.state_dict() == full_strategy.state_dict()
+
+
+def test_expand_on_a_kan_cnn_inserts_a_conv_identity():
+    from test_evolve import kan_cnn
+
+    x, y = data(16, (1, 6, 6))
+    model = kan_cnn()
+    start = count(model)
+    strategy = evolve.Expand(interval=1, max_depth_added=1, example_inputs=x[:2])
+    trainer = Trainer(model, lambda p: torch.optim.Adam(p, lr=1e-2), F.cross_entropy, (x, y), val_data=(x, y),
+                      config=TrainConfig(epochs=1, batch_size=8, progress=False, device="cpu", tensorboard=False),
+                      callbacks=[strategy])
+    trainer.fit()
+    (event,) = trainer.events
+    assert event["kind"] == "deepen" and event["params_after"] - event["params_before"] == count(model) - start > 0
+    assert model(x[:2]).shape == (2, 3)
+    assert {id(p) for g in trainer.optimizer.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
