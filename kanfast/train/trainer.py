@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import sys
 import time
@@ -24,6 +23,7 @@ from .callbacks import Callback, EarlyStopper
 from .config import TrainConfig
 from .bn import recalibrate_bn
 from .data import LoaderBatches, make_batches
+from .distributed import init_distributed
 from .ema import ModelEMA
 from .metrics_log import MetricsLog
 
@@ -56,7 +56,7 @@ class Trainer:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.rank, self.world_size, self.device = _init_distributed(self.device)
+        self.rank, self.world_size, self.device = init_distributed(self.device)
         self.distributed = self.world_size > 1
         self.is_main = self.rank == 0  # the rank that writes out_dir and shows progress
         if config.precision == "16-mixed" and self.device.type != "cuda":
@@ -414,25 +414,6 @@ class Trainer:
         self.should_stop = state["should_stop"]
         self.events, self.history = json.loads(state["events"]), json.loads(state["history"])
         self._pending_rng = state["rng"]
-
-
-def _init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
-    """(rank, world size, device). Under torchrun (``WORLD_SIZE`` > 1) it initialises the process
-    group from the environment if nobody has: gloo on CPU, nccl on CUDA, where a device without
-    an index becomes ``cuda:LOCAL_RANK``. Not distributed: (0, 1, device)."""
-    if not dist.is_available():
-        return 0, 1, device
-    if not dist.is_initialized():
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            return 0, 1, device
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    elif device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return dist.get_rank(), dist.get_world_size(), device
 
 
 def _model_with_sizes(model: nn.Module) -> dict[str, Any]:
