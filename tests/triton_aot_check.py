@@ -8,7 +8,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from kanfast.triton import bspline, channel_stats, kan_conv_implicit
+from kanfast.triton import bspline, channel_stats, coupled_gather, kan_conv_implicit
 
 
 def compile_kernel(kernel, pointers, constexprs, arch):
@@ -41,6 +41,11 @@ def main(archs):
                             "cnt_ptr": "*i32", "hist_ptr": "*i32", "lo": "fp32", "scale": "fp32"},
                            {"HAS_GRAD": True, "HAS_HIST": True, "ACC64": storage == "fp64",
                             "BLOCK": channel_stats.BLOCK}, arch)
+            compile_kernel(coupled_gather._coupled_gather_kernel,
+                           {"src_ptr": f"*{storage}", "dst_ptr": f"*{storage}", "index_ptr": "*i64",
+                            "scale_ptr": f"*{storage}", "fresh_ptr": "*u8"},
+                           {"HAS_SCALE": True, "HAS_FRESH": True, "NARROW": storage in ("bf16", "fp16"),
+                            "BLOCK": coupled_gather.BLOCK}, arch)
             print(f"sm_{arch} {storage}: ok", flush=True)
 
 

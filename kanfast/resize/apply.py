@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 
 import torch
 from torch import nn
 
+from .. import ops, reference
 from .couple import Group, Member
 from .graph import ResizeError
-from .optim import gather_state, replace_parameters
+from .optim import per_element_state, replace_parameters
 from .report import TensorChange
 from .slots import Slot, initial_values, slots, update_attributes
 
@@ -36,57 +38,98 @@ def _along(vec: torch.Tensor, dim: int, ndim: int) -> torch.Tensor:
     return vec.reshape(shape)
 
 
-def _positions(units: torch.Tensor, member: Member, n: int, size: int) -> torch.Tensor:
+def _positions(units: torch.Tensor, offset: int, block: int, n: int, size: int) -> torch.Tensor:
     """For each position of the resized dim, the old position it reads: unit u's block moves to
     wherever u appears in ``units``; positions outside the units stay."""
-    o, b = member.offset, member.block
-    inside = (o + units[:, None] * b + torch.arange(b, device=units.device)).reshape(-1)
-    return torch.cat([torch.arange(o, device=units.device), inside,
-                      torch.arange(o + n * b, size, device=units.device)])
+    inside = (offset + units[:, None] * block + torch.arange(block, device=units.device)).reshape(-1)
+    return torch.cat([torch.arange(offset, device=units.device), inside,
+                      torch.arange(offset + n * block, size, device=units.device)])
 
 
-def _spread(per_unit: torch.Tensor, member: Member, n: int, size: int, fill) -> torch.Tensor:
+def _spread(per_unit: torch.Tensor, offset: int, block: int, n: int, size: int, fill) -> torch.Tensor:
     """Per-unit values -> per position of the resized dim (``fill`` outside the units)."""
-    before = per_unit.new_full((member.offset,), fill)
-    after = per_unit.new_full((size - member.offset - n * member.block,), fill)
-    return torch.cat([before, per_unit.repeat_interleave(member.block), after])
+    before = per_unit.new_full((offset,), fill)
+    after = per_unit.new_full((size - offset - n * block,), fill)
+    return torch.cat([before, per_unit.repeat_interleave(block), after])
+
+
+class _Gathers:
+    """The gathers of one pass over a group's tensors, run as one kanfast.ops.coupled_gather
+    call per rule and layout of the resized dim instead of a few torch ops per tensor.
+
+    Rules: "outgoing" (a consumer's weights: scaled, zero for fresh units unless they are
+    drawn at random), "copy" (a unit's own tensors: moved; fresh units get initial values
+    afterwards) and "state" (optimizer moments: zero for new units)."""
+
+    def __init__(self, plan: Plan, n: int) -> None:
+        self.plan, self.n = plan, n
+        self.units = torch.where(plan.fresh, 0, plan.src)  # fresh units read a placeholder
+        self.calls: dict[tuple, list] = collections.defaultdict(list)
+
+    def add(self, rule: str, member: Member, dim: int, tensor: torch.Tensor, put) -> None:
+        """Queue tensor's resize along dim; ``put`` receives the result."""
+        key = (rule, member.offset, member.block, tensor.shape[dim], tensor.device)
+        self.calls[key].append((tensor, dim, put))
+
+    def run(self) -> None:
+        plan, n = self.plan, self.n
+        for (rule, offset, block, size, device), jobs in self.calls.items():
+            def spread(per_unit, fill):
+                return _spread(per_unit.to(device), offset, block, n, size, fill)
+
+            scale = fresh = None
+            if rule == "outgoing":
+                scale = spread(plan.scale, 1.0)
+                fresh = None if plan.random_outgoing else spread(plan.fresh, False)
+            elif rule == "state":
+                fresh = spread(plan.new, False)
+            index = _positions(self.units.to(device), offset, block, n, size)
+            tensors, dims, puts = zip(*jobs)
+            # The op takes floating-point tensors; other optimizer state goes through torch.
+            gather = ops.coupled_gather if all(t.is_floating_point() for t in tensors) else reference.coupled_gather
+            for put, out in zip(puts, gather(list(tensors), list(dims), index, scale, fresh)):
+                put(out)
+        self.calls.clear()
 
 
 class _Tensor:
     """One tensor being resized: its value, which positions take initial values, its optimizer state."""
 
-    def __init__(self, value: torch.Tensor, state: dict) -> None:
+    def __init__(self, value: torch.Tensor, state: dict, owner: str) -> None:
         self.trainable = isinstance(value, nn.Parameter)  # noise goes on weights, never on statistics
         self.value = value.detach()
-        self.initial = torch.zeros_like(self.value, dtype=torch.bool)
+        self.initial: torch.Tensor | None = None  # bool, broadcastable to value; None: no position
         self.state = state
+        self.owner = owner
 
-    def resize(self, slot: Slot, member: Member, plan: Plan, n: int, owner: str) -> None:
-        dim, size, ndim = slot.dim, self.value.shape[slot.dim], self.value.dim()
+    def queue(self, slot: Slot, gathers: _Gathers, member: Member) -> None:
+        """Queue the gathers of this tensor and its per-element optimizer state along slot.dim."""
+        def put_value(v):
+            self.value = v
+
+        gathers.add("outgoing" if slot.kind == "outgoing" else "copy", member, slot.dim, self.value, put_value)
+        for key in per_element_state(self.state, self.value.shape, self.owner):
+            gathers.add("state", member, slot.dim, self.state[key], functools.partial(self.state.__setitem__, key))
+
+    def finish(self, slot: Slot, member: Member, plan: Plan, n: int, old_shape: torch.Size) -> None:
+        """After the gathers: mark the positions that take initial values, add replicas' noise."""
+        dim, size, ndim = slot.dim, old_shape[slot.dim], len(old_shape)
         device = self.value.device
-        units = torch.where(plan.fresh, 0, plan.src).to(device)  # fresh units read a placeholder
-        index = _positions(units, member, n, size)
-        old_shape = self.value.shape
-        self.value = self.value.index_select(dim, index)
-        self.initial = self.initial.index_select(dim, index)
 
         def per_position(per_unit, fill):
-            return _along(_spread(per_unit.to(device), member, n, size, fill), dim, ndim)
+            return _along(_spread(per_unit.to(device), member.offset, member.block, n, size, fill), dim, ndim)
 
-        fresh = per_position(plan.fresh, False)
-        if slot.kind == "outgoing":
-            self.value = self.value * per_position(plan.scale, 1.0).to(self.value.dtype)
-            if plan.random_outgoing:
-                self.initial |= fresh
-            else:
-                self.value = self.value.masked_fill(fresh, 0)
-        else:
-            self.initial |= fresh
+        if self.initial is not None:  # an earlier slice of this tensor: move its marks along
+            units = torch.where(plan.fresh, 0, plan.src).to(device)
+            index = _positions(units, member.offset, member.block, n, size)
+            self.initial = self.initial.expand(old_shape).index_select(dim, index)
+        if bool(plan.fresh.any()) and (slot.kind != "outgoing" or plan.random_outgoing):
+            fresh = per_position(plan.fresh, False)
+            self.initial = fresh if self.initial is None else self.initial | fresh
         if plan.noise and slot.kind == "incoming" and self.trainable:
             replica = per_position(plan.new & ~plan.fresh, False)
             noise = torch.randn(self.value.shape, generator=plan.generator, dtype=self.value.dtype).to(device)
             self.value = self.value + replica * noise * (plan.noise * self.value.abs().mean())
-        self.state = gather_state(self.state, old_shape, dim, index, per_position(plan.new, False), owner)
 
 
 def _validate(group: Group, modules: dict[str, nn.Module], m: int) -> None:
@@ -110,6 +153,7 @@ def apply_plan(model: nn.Module, group: Group, plan: Plan, optimizer: torch.opti
     for member in group.members:
         members_of[member.module].append(member)
     results: dict[str, dict[str, _Tensor]] = {}
+    work: list[tuple[_Tensor, list[tuple[Slot, Member]]]] = []
     for name, members in members_of.items():
         module = modules[name]
         todo: dict[str, list[tuple[Slot, Member]]] = collections.defaultdict(list)
@@ -119,16 +163,27 @@ def apply_plan(model: nn.Module, group: Group, plan: Plan, optimizer: torch.opti
         results[name] = {}
         for attr, pairs in todo.items():
             old = getattr(module, attr)
-            t = _Tensor(old, dict(optimizer.state.get(old, {})) if optimizer is not None else {})
+            state = dict(optimizer.state.get(old, {})) if optimizer is not None else {}
+            results[name][attr] = t = _Tensor(old, state, f"{name}.{attr}")
             # later slices first, so the offsets of earlier ones stay valid
-            for slot, member in sorted(pairs, key=lambda pair: -pair[1].offset):
-                t.resize(slot, member, plan, n, f"{name}.{attr}")
-            results[name][attr] = t
-        if any(bool(t.initial.any()) for t in results[name].values()):
+            work.append((t, sorted(pairs, key=lambda pair: -pair[1].offset)))
+    # Pass k resizes the k-th slice of every tensor (one pass unless a module holds several).
+    gathers = _Gathers(plan, n)
+    for k in range(max((len(pairs) for _, pairs in work), default=0)):
+        step = [(t, *pairs[k], t.value.shape) for t, pairs in work if k < len(pairs)]
+        for t, slot, member, _ in step:
+            t.queue(slot, gathers, member)
+        gathers.run()
+        for t, slot, member, old_shape in step:
+            t.finish(slot, member, plan, n, old_shape)
+    for name, members in members_of.items():
+        if any(t.initial is not None and bool(t.initial.any()) for t in results[name].values()):
+            module = modules[name]
             deltas = [(mb.role, (m - n) * mb.block) for mb in members]
             initial = initial_values(module, {a: t.value for a, t in results[name].items()}, deltas, plan.generator)
             for attr, t in results[name].items():
-                t.value = torch.where(t.initial, initial[attr].to(t.value.dtype), t.value)
+                if t.initial is not None:
+                    t.value = torch.where(t.initial, initial[attr].to(t.value.dtype), t.value)
     return _install(modules, results, members_of, optimizer, m - n)
 
 

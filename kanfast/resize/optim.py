@@ -8,21 +8,18 @@ from torch import nn
 from .graph import ResizeError
 
 
-def gather_state(state: dict, shape: torch.Size, dim: int, index: torch.Tensor, new: torch.Tensor,
-                 owner: str) -> dict:
-    """A parameter's optimizer state after its ``dim`` is re-indexed by ``index``: per-element
-    tensors (momentum, Adam moments, ...) are gathered, zero where ``new`` (broadcastable);
-    scalars (``step``) and None are kept."""
-    out = {}
+def per_element_state(state: dict, shape: torch.Size, owner: str) -> list[str]:
+    """The keys of a parameter's optimizer state that are per-element tensors (momentum, Adam
+    moments, ...): they are gathered with the parameter, zero where a unit is new. Scalars
+    (``step``) and None are kept as they are; any other shape has no rule and is an error."""
+    keys = []
     for key, value in state.items():
         if torch.is_tensor(value) and value.shape == shape:
-            out[key] = value.index_select(dim, index.to(value.device)).masked_fill(new.to(value.device), 0)
-        elif value is None or not torch.is_tensor(value) or value.dim() == 0:
-            out[key] = value
-        else:
+            keys.append(key)
+        elif torch.is_tensor(value) and value.dim() > 0:
             raise ResizeError(f"optimizer: state {key!r} of {owner} has shape {tuple(value.shape)}, neither the "
                               f"parameter's {tuple(shape)} nor a scalar: no rule to resize it")
-    return out
+    return keys
 
 
 def replace_parameters(optimizer: torch.optim.Optimizer, replaced: dict[nn.Parameter, nn.Parameter],
