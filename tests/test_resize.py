@@ -93,6 +93,11 @@ def conv1d():
                          nn.Flatten(), nn.Linear(3 * 5, 2))
 
 
+def instance_norm():
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.InstanceNorm2d(4, affine=True, track_running_stats=True),
+                         nn.ReLU(), nn.Conv2d(4, 3, 1), nn.InstanceNorm2d(3), nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+
+
 def kan_depthwise():
     return nn.Sequential(KANConv2d(2, 3, 1), KANConv2d(3, 3, 3, padding=1, groups=3), KANConv2d(3, 2, 1),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
@@ -117,6 +122,7 @@ MODELS = {
     "cnn": (cnn, image, ["0", "4"]),
     "depthwise": (depthwise, image, ["0", "5"]),
     "conv1d": (conv1d, lambda g: torch.randn(3, 2, 5, generator=g), ["0", "3"]),
+    "instance_norm": (instance_norm, image, ["0", "3"]),
     "modules": (Stack, lambda g: torch.randn(5, 4, generator=g), ["layers.0", "layers.1"]),
     "residual": (Residual, lambda g: torch.randn(5, 4, generator=g), ["fc_in", "fc1"]),
     "concat": (Concat, lambda g: torch.randn(5, 4, generator=g), ["a", "b"]),
@@ -137,7 +143,7 @@ def build(name, seed=0):
     model = builder()
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d | nn.InstanceNorm2d) and m.affine and m.track_running_stats:
                 m.running_mean.uniform_(-0.5, 0.5, generator=gen)
                 m.running_var.uniform_(0.5, 2.0, generator=gen)
                 m.weight.uniform_(0.5, 1.5, generator=gen)

@@ -83,6 +83,9 @@ def units_of(module: nn.Module) -> int:
     return module.out_channels
 
 
+INSTANCE_NORM = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)  # by spatial dims
+
+
 def channel_layout(module: nn.Module) -> tuple[int, int] | None:
     """(position of the channel dim in the input, channel count) of a per-channel module.
 
@@ -91,6 +94,8 @@ def channel_layout(module: nn.Module) -> tuple[int, int] | None:
         return -(4 if isinstance(module, nn.BatchNorm3d) else 3), module.num_features
     if isinstance(module, nn.BatchNorm1d):  # (N, C) or (N, C, L)
         return 1, module.num_features
+    if isinstance(module, INSTANCE_NORM):  # (N, C, *spatial) or unbatched (C, *spatial)
+        return -(INSTANCE_NORM.index(type(module)) + 2), module.num_features
     if isinstance(module, nn.GroupNorm):
         return 1, module.num_channels
     if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:

@@ -66,7 +66,7 @@ SIZE_ATTRIBUTES = (
     (rules.LINEAR, ("in_features", "out_features")),
     (rules.CONV, ("in_channels", "out_channels", "groups")),
     ((nn.Embedding,), ("embedding_dim",)),
-    ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), ("num_features",)),
+    ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, *rules.INSTANCE_NORM), ("num_features",)),
     ((nn.LayerNorm,), ("normalized_shape",)),
     ((nn.GroupNorm,), ("num_channels",)),
     ((nn.PReLU,), ("num_parameters",)),
