@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -36,3 +37,18 @@ def atomic_torch_save(path: str | Path, obj: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """The records of an append-only JSONL file (none if it is missing). A line that does not
+    parse is the last one of a crashed writer, cut short, and is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

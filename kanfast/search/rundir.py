@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import torch
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, read_jsonl
 
 
 class RunDirectory:
@@ -49,16 +49,8 @@ class RunDirectory:
             os.fsync(f.fileno())
 
     def evaluations(self) -> list[dict[str, Any]]:
-        path = self.path / "evaluations.jsonl"
-        if not path.is_file():
-            return []
-        records = []
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash: that evaluation simply runs again
-        return records
+        """Every finished evaluation; one cut short by a crash simply runs again."""
+        return read_jsonl(self.path / "evaluations.jsonl")
 
     def weights_path(self, genome_hash: str) -> Path:
         return self.trials / f"{genome_hash}.pt"

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from tqdm import tqdm
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, read_jsonl
 from ..search.executor import LocalExecutor, Outcome, default_devices
 from . import config as sweep_config
 from .summary import markdown, summarize, to_csv
@@ -36,15 +36,8 @@ class SweepResult:
 
 
 def _read_records(path: Path) -> dict[str, dict[str, Any]]:
-    records = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash: that run runs again
-            records[record["run_id"]] = record
-    return records
+    """The finished runs by run_id; a line cut short by a crash: that run runs again."""
+    return {record["run_id"]: record for record in read_jsonl(path)}
 
 
 def _settled(record: dict[str, Any]) -> bool:

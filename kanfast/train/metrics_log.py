@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, read_jsonl
 
 
 def _tensorboard_writer(directory: Path, wanted: bool | None):
@@ -34,18 +34,6 @@ def _tensorboard_writer(directory: Path, wanted: bool | None):
     return SummaryWriter(str(directory))
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # the last line of a crashed run, cut short
-    return rows
-
-
 def _lines(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(row) + "\n" for row in rows)
 
@@ -58,8 +46,8 @@ class MetricsLog:
         self.events_path = self.dir / "events.jsonl"
         rows, events = [], []
         if resume_step is not None:
-            rows = [r for r in _read_rows(self.jsonl_path) if r.get("step", 0) <= resume_step]
-            events = [e for e in _read_rows(self.events_path) if e.get("step", 0) <= resume_step]
+            rows = [r for r in read_jsonl(self.jsonl_path) if r.get("step", 0) <= resume_step]
+            events = [e for e in read_jsonl(self.events_path) if e.get("step", 0) <= resume_step]
         atomic_write_text(self.jsonl_path, _lines(rows))
         atomic_write_text(self.events_path, _lines(events))
         self.columns: list[str] = []
@@ -71,7 +59,7 @@ class MetricsLog:
         with open(self.jsonl_path, "a") as f:
             f.write(json.dumps(row) + "\n")
         if any(key not in self.columns for key in row):
-            self._rewrite_csv(_read_rows(self.jsonl_path))
+            self._rewrite_csv(read_jsonl(self.jsonl_path))
         else:
             with open(self.csv_path, "a", newline="") as f:
                 csv.DictWriter(f, self.columns).writerow(row)
