@@ -3,29 +3,15 @@
 Ratios are printed by `python bench/channel_stats_ratios.py`."""
 
 import pytest
-import torch
 
 from channel_stats_cases import SCORING, Case, Problem, TrainStep
-from kanfast import _backend
+from common import provider_param
 
 CASES = [Case((8, 32, 16, 16)), Case((8, 32, 16, 16), channels_last=True, grad=True, bins=16), Case((512, 256))]
 
 
-def _provider_param(name):
-    reason = None if name == "reference" else _backend.why_not(name, torch.device("cpu"))
-    return pytest.param(name, id=name, marks=[pytest.mark.skip(reason=reason)] if reason else [])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.label.replace(" ", "_"))
-@pytest.mark.parametrize("provider", [_provider_param(p) for p in ("cpp", "reference")])
+@pytest.mark.parametrize("provider", [provider_param(p) for p in ("cpp", "reference")])
 def test_channel_stats(benchmark, case, provider):
     benchmark.group = f"channel_stats {case.label}"
     benchmark(Problem(case).run(provider))

@@ -3,17 +3,8 @@
 The overhead ratio is printed by `python bench/trainer_overhead.py`."""
 
 import pytest
-import torch
 
 from trainer_cases import Workload
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("loop", ["trainer", "plain"])

@@ -19,6 +19,17 @@ from typing import Callable
 import torch
 
 
+def provider_param(name: str):
+    """A pytest param for a benchmark provider: "floor" and "reference" always run, a kanfast
+    backend is skipped with the reason it cannot run here."""
+    import pytest
+
+    from kanfast import _backend
+
+    reason = None if name in ("floor", "reference") else _backend.why_not(name, torch.device("cpu"))
+    return pytest.param(name, id=name, marks=[pytest.mark.skip(reason=reason)] if reason else [])
+
+
 def setup_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
