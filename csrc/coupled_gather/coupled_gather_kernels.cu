@@ -1,6 +1,7 @@
-// CUDA kernel of kanfast::coupled_gather: one launch for every tensor of the call. Threads
-// stride over the concatenated output elements of all tensors; each finds its tensor by
-// binary search in the (few-entry) table, then its (outer, k, inner) position.
+// CUDA kernel of kanfast::coupled_gather: one launch for every tensor of the call, whatever
+// their dtypes and rules. Threads stride over the concatenated output elements of all
+// tensors; each finds its tensor by binary search in the (few-entry) table, then its
+// (outer, position, inner) place and the source position of that place.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -28,14 +29,22 @@ __device__ inline __nv_bfloat16 scaled(__nv_bfloat16 v, double s) {
 template <typename T>
 __device__ inline void gather_one(const GatherTensor& t, int64_t local, const int64_t* index, int64_t m,
                                   const double* scale, const bool* fresh) {
-  const int64_t j = local % t.inner, row = local / t.inner, k = row % m, o = row / m;
+  const int64_t out_size = t.size + (m - t.n) * t.block;
+  const int64_t j = local % t.inner, row = local / t.inner, p = row % out_size, o = row / out_size;
+  const int64_t rel = p - t.offset;
   T* dst = static_cast<T*>(t.dst) + local;
-  if (fresh != nullptr && fresh[k]) {
+  const T* src = static_cast<const T*>(t.src) + o * t.size * t.inner + j;
+  if (rel < 0 || rel >= m * t.block) {  // outside the units: carried, from m - n units further back after them
+    *dst = src[(rel < 0 ? p : p - (m - t.n) * t.block) * t.inner];
+    return;
+  }
+  const int64_t k = rel / t.block;
+  if (t.fresh_row >= 0 && fresh[t.fresh_row * m + k]) {
     *dst = T(0.0f);
     return;
   }
-  const T v = static_cast<const T*>(t.src)[(o * t.n + index[k]) * t.inner + j];
-  *dst = scale != nullptr ? scaled(v, scale[k]) : v;
+  const T v = src[(t.offset + index[k] * t.block + rel % t.block) * t.inner];
+  *dst = t.scale_row >= 0 ? scaled(v, scale[t.scale_row * m + k]) : v;
 }
 
 __global__ void coupled_gather_kernel(const GatherTensor* __restrict__ tensors, int64_t count, int64_t total,

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .. import ops, reference
+from ..reference.coupled_gather import per_position, unit_positions
 from .couple import Group, Member
 from .graph import ResizeError
 from .optim import per_element_state, replace_parameters
@@ -38,24 +39,10 @@ def _along(vec: torch.Tensor, dim: int, ndim: int) -> torch.Tensor:
     return vec.reshape(shape)
 
 
-def _positions(units: torch.Tensor, offset: int, block: int, n: int, size: int) -> torch.Tensor:
-    """For each position of the resized dim, the old position it reads: unit u's block moves to
-    wherever u appears in ``units``; positions outside the units stay."""
-    inside = (offset + units[:, None] * block + torch.arange(block, device=units.device)).reshape(-1)
-    return torch.cat([torch.arange(offset, device=units.device), inside,
-                      torch.arange(offset + n * block, size, device=units.device)])
-
-
-def _spread(per_unit: torch.Tensor, offset: int, block: int, n: int, size: int, fill) -> torch.Tensor:
-    """Per-unit values -> per position of the resized dim (``fill`` outside the units)."""
-    before = per_unit.new_full((offset,), fill)
-    after = per_unit.new_full((size - offset - n * block,), fill)
-    return torch.cat([before, per_unit.repeat_interleave(block), after])
-
-
 class _Gathers:
     """The gathers of one pass over a group's tensors, run as one kanfast.ops.coupled_gather
-    call per rule and layout of the resized dim instead of a few torch ops per tensor.
+    call per device: each tensor says where the units sit along its dim (offset, block) and
+    which of the plan's scale / fresh rows its rule uses.
 
     Rules: "outgoing" (a consumer's weights: scaled, zero for fresh units unless they are
     drawn at random), "copy" (a unit's own tensors: moved; fresh units get initial values
@@ -64,31 +51,31 @@ class _Gathers:
     def __init__(self, plan: Plan, n: int) -> None:
         self.plan, self.n = plan, n
         self.units = torch.where(plan.fresh, 0, plan.src)  # fresh units read a placeholder
-        self.calls: dict[tuple, list] = collections.defaultdict(list)
+        # Rows of the tables (scale: plan.scale; fresh: plan.fresh, plan.new), -1 where a rule
+        # would only multiply by 1 or zero nothing (a prune), so the kernel copies instead.
+        scaled = not bool((plan.scale == 1).all())
+        outgoing_fresh = 0 if bool(plan.fresh.any()) and not plan.random_outgoing else -1
+        self.rows = {"outgoing": (0 if scaled else -1, outgoing_fresh), "copy": (-1, -1),
+                     "state": (-1, 1 if bool(plan.new.any()) else -1)}
+        self.calls: dict[torch.device, list] = collections.defaultdict(list)
 
     def add(self, rule: str, member: Member, dim: int, tensor: torch.Tensor, put) -> None:
         """Queue tensor's resize along dim; ``put`` receives the result."""
-        key = (rule, member.offset, member.block, tensor.shape[dim], tensor.device)
-        self.calls[key].append((tensor, dim, put))
+        self.calls[tensor.device].append((tensor, dim, member.offset, member.block, *self.rows[rule], put))
 
     def run(self) -> None:
-        plan, n = self.plan, self.n
-        for (rule, offset, block, size, device), jobs in self.calls.items():
-            def spread(per_unit, fill):
-                return _spread(per_unit.to(device), offset, block, n, size, fill)
-
-            scale = fresh = None
-            if rule == "outgoing":
-                scale = spread(plan.scale, 1.0)
-                fresh = None if plan.random_outgoing else spread(plan.fresh, False)
-            elif rule == "state":
-                fresh = spread(plan.new, False)
-            index = _positions(self.units.to(device), offset, block, n, size)
-            tensors, dims, puts = zip(*jobs)
+        plan = self.plan
+        for device, jobs in self.calls.items():
+            tensors, dims, offsets, blocks, scale_rows, fresh_rows, puts = (list(c) for c in zip(*jobs))
+            scale = plan.scale.to(device) if max(scale_rows) >= 0 else None
+            fresh = torch.stack([plan.fresh, plan.new]).to(device) if max(fresh_rows) >= 0 else None
             # The op takes floating-point tensors; other optimizer state goes through torch.
             gather = ops.coupled_gather if all(t.is_floating_point() for t in tensors) else reference.coupled_gather
-            for put, out in zip(puts, gather(list(tensors), list(dims), index, scale, fresh)):
-                put(out)
+            out = gather(tensors, dims, self.units.to(device), scale, fresh, offsets=offsets, blocks=blocks,
+                         units=self.n, scale_rows=scale_rows if scale is not None else None,
+                         fresh_rows=fresh_rows if fresh is not None else None)
+            for put, o in zip(puts, out):
+                put(o)
         self.calls.clear()
 
 
@@ -116,18 +103,18 @@ class _Tensor:
         dim, size, ndim = slot.dim, old_shape[slot.dim], len(old_shape)
         device = self.value.device
 
-        def per_position(per_unit, fill):
-            return _along(_spread(per_unit.to(device), member.offset, member.block, n, size, fill), dim, ndim)
+        def spread(per_unit, fill):
+            return _along(per_position(per_unit.to(device), member.offset, member.block, n, size, fill), dim, ndim)
 
         if self.initial is not None:  # an earlier slice of this tensor: move its marks along
             units = torch.where(plan.fresh, 0, plan.src).to(device)
-            index = _positions(units, member.offset, member.block, n, size)
+            index = unit_positions(units, member.offset, member.block, n, size)
             self.initial = self.initial.expand(old_shape).index_select(dim, index)
         if bool(plan.fresh.any()) and (slot.kind != "outgoing" or plan.random_outgoing):
-            fresh = per_position(plan.fresh, False)
+            fresh = spread(plan.fresh, False)
             self.initial = fresh if self.initial is None else self.initial | fresh
         if plan.noise and slot.kind == "incoming" and self.trainable:
-            replica = per_position(plan.new & ~plan.fresh, False)
+            replica = spread(plan.new & ~plan.fresh, False)
             noise = torch.randn(self.value.shape, generator=plan.generator, dtype=self.value.dtype).to(device)
             self.value = self.value + replica * noise * (plan.noise * self.value.abs().mean())
 
