@@ -60,6 +60,10 @@ class CpuBases {
   // grad_x (+)= Σ_j grad[.., j, ..]·dB_j/dx; grad: like `out` above, grad_x: like x.
   void backward(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& grad_x,
                 bool accumulate) const;
+  // Both at once: the fused ops' backward needs the bases again (for the weight gradient)
+  // and grad_x, and one pass over the recursion gives both.
+  void bases_and_backward(const at::Tensor& x, const at::Tensor& out, const at::Tensor& grad,
+                          const at::Tensor& grad_x, bool accumulate) const;
 
   int64_t num_bases() const { return num_bases_; }
 

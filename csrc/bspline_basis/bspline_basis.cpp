@@ -32,12 +32,20 @@ void CpuBases::forward(const at::Tensor& x, const at::Tensor& out) const {
 
 void CpuBases::backward(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& grad_x,
                         bool accumulate) const {
+  bases_and_backward(x, at::Tensor(), grad, grad_x, accumulate);
+}
+
+void CpuBases::bases_and_backward(const at::Tensor& x, const at::Tensor& out, const at::Tensor& grad,
+                                  const at::Tensor& grad_x, bool accumulate) const {
+  const BasisStrides out_strides = out.defined() ? basis_strides(out) : BasisStrides{};
   if (f32_) {
     cpu::bspline_bases_backward_cpu(x.data_ptr<float>(), element_strides(x), extents(x), *f32_,
+                                    out.defined() ? out.data_ptr<float>() : nullptr, out_strides,
                                     grad.data_ptr<float>(), basis_strides(grad),
                                     grad_x.data_ptr<float>(), element_strides(grad_x), accumulate);
   } else {
     cpu::bspline_bases_backward_cpu(x.data_ptr<double>(), element_strides(x), extents(x), *f64_,
+                                    out.defined() ? out.data_ptr<double>() : nullptr, out_strides,
                                     grad.data_ptr<double>(), basis_strides(grad),
                                     grad_x.data_ptr<double>(), element_strides(grad_x), accumulate);
   }

@@ -1,4 +1,4 @@
-// CudaBases: the CUDA counterpart of CpuBases (bspline_bases.h), same two methods.
+// CudaBases: the CUDA counterpart of CpuBases (bspline_bases.h), same methods.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -14,6 +14,12 @@ class CudaBases {
   // x: (rows, features, positions); out: (rows, features, num_bases, positions), any strides.
   void forward(const at::Tensor& x, const at::Tensor& out) const;
   void backward(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& grad_x, bool accumulate) const;
+  // Two launches here (one per kernel); the CPU fuses them into one pass.
+  void bases_and_backward(const at::Tensor& x, const at::Tensor& out, const at::Tensor& grad,
+                          const at::Tensor& grad_x, bool accumulate) const {
+    forward(x, out);
+    backward(x, grad, grad_x, accumulate);
+  }
 
   int64_t num_bases() const { return num_knots_ - 1 - order_; }
 

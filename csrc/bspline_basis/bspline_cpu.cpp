@@ -21,11 +21,11 @@ struct Args {
   ElementStrides x_strides;
   Extents extents;
   const KnotTables<T>* tables;
-  // forward: bases out; backward: grad_bases in, grad_x out
-  T* bases;
-  const T* grad_bases;
+  T* bases;  // out: forward, and backward when not null
   BasisStrides bases_strides;
-  T* grad_x;
+  const T* grad_bases;  // backward: in
+  BasisStrides grad_strides;
+  T* grad_x;  // backward: out
   ElementStrides grad_x_strides;
   bool accumulate;
 };
@@ -33,63 +33,66 @@ struct Args {
 // One work item is one lane group: up to `width` consecutive features of a row (linear
 // inputs, positions == 1: lanes read contiguous knots) or up to `width` consecutive
 // positions of one (row, feature) (conv inputs: one knot vector broadcast to all lanes).
-struct LaneGroup {
+// Items are numbered row-major; Cursor walks a range of them without a division per item.
+template <typename T, bool kAlongFeatures>
+struct Cursor {
+  static constexpr int W = Lanes<T>::width;
+  const Extents& e;
+  int64_t groups;  // lane groups per row (features) or per (row, feature) (positions)
   int64_t row, feature, position;
-  int count;
-  int64_t x_step, bases_step, grad_x_step;  // stride between lanes in each tensor
+
+  Cursor(const Extents& extents, int64_t item) : e(extents) {
+    if (kAlongFeatures) {
+      groups = ceil_div(e.features, W);
+      row = item / groups;
+      feature = (item % groups) * W;
+      position = 0;
+    } else {
+      groups = ceil_div(e.positions, W);
+      row = item / (e.features * groups);
+      const int64_t rest = item % (e.features * groups);
+      feature = rest / groups;
+      position = (rest % groups) * W;
+    }
+  }
+  int count() const {
+    return static_cast<int>(kAlongFeatures ? std::min<int64_t>(W, e.features - feature)
+                                           : std::min<int64_t>(W, e.positions - position));
+  }
+  void next() {
+    if (kAlongFeatures) {
+      feature += W;
+      if (feature >= e.features) feature = 0, ++row;
+    } else {
+      position += W;
+      if (position >= e.positions) {
+        position = 0;
+        if (++feature == e.features) feature = 0, ++row;
+      }
+    }
+  }
+  int64_t at(const ElementStrides& s) const { return row * s.row + feature * s.feature + position * s.position; }
+  int64_t at(const BasisStrides& s) const { return row * s.row + feature * s.feature + position * s.position; }
+  // stride between lanes in each tensor
+  int64_t step(const ElementStrides& s) const { return kAlongFeatures ? s.feature : s.position; }
+  int64_t step(const BasisStrides& s) const { return kAlongFeatures ? s.feature : s.position; }
 };
 
-template <typename T, bool kAlongFeatures>
-inline int64_t num_items(const Extents& e) {
-  constexpr int W = Lanes<T>::width;
-  return kAlongFeatures ? e.rows * ceil_div(e.features, W)
-                        : e.rows * e.features * ceil_div(e.positions, W);
-}
-
-template <typename T, bool kAlongFeatures>
-inline LaneGroup lane_group(const Args<T>& a, int64_t item) {
-  constexpr int W = Lanes<T>::width;
-  const Extents& e = a.extents;
-  LaneGroup g;
-  if (kAlongFeatures) {
-    const int64_t groups = ceil_div(e.features, W);
-    g.row = item / groups;
-    g.feature = (item % groups) * W;
-    g.position = 0;
-    g.count = static_cast<int>(std::min<int64_t>(W, e.features - g.feature));
-    g.x_step = a.x_strides.feature;
-    g.bases_step = a.bases_strides.feature;
-    g.grad_x_step = a.grad_x_strides.feature;
-  } else {
-    const int64_t groups = ceil_div(e.positions, W);
-    g.row = item / (e.features * groups);
-    const int64_t rest = item % (e.features * groups);
-    g.feature = rest / groups;
-    g.position = (rest % groups) * W;
-    g.count = static_cast<int>(std::min<int64_t>(W, e.positions - g.position));
-    g.x_step = a.x_strides.position;
-    g.bases_step = a.bases_strides.position;
-    g.grad_x_step = a.grad_x_strides.position;
-  }
-  return g;
-}
-
 template <typename T>
-inline int64_t element_offset(const ElementStrides& s, const LaneGroup& g) {
-  return g.row * s.row + g.feature * s.feature + g.position * s.position;
-}
-
-template <typename T>
-inline int64_t bases_offset(const BasisStrides& s, const LaneGroup& g) {
-  return g.row * s.row + g.feature * s.feature + g.position * s.position;
+inline int64_t num_items(const Extents& e, bool along_features) {
+  constexpr int W = Lanes<T>::width;
+  return along_features ? e.rows * ceil_div(e.features, W) : e.rows * e.features * ceil_div(e.positions, W);
 }
 
 // Knot accessors for one lane group: contiguous loads across features, or a broadcast.
 template <typename T, bool kAlongFeatures>
 struct TableLanes {
-  const KnotTables<T>& t;
-  int64_t feature;
-  Vec<T> load(const T* p) const {
+  const T* base;  // the lane group's first feature in the table
+  int64_t interval_stride, padded_features;
+
+  TableLanes(const KnotTables<T>& t, int64_t feature)
+      : base(t.table.data() + feature), interval_stride(t.interval_stride), padded_features(t.padded_features) {}
+  static Vec<T> load(const T* p) {
     if (kAlongFeatures) {
       Vec<T> v;
       std::memcpy(&v, p, sizeof(v));  // padded_features keeps this in bounds
@@ -97,86 +100,109 @@ struct TableLanes {
     }
     return Vec<T>{} + *p;
   }
-  Vec<T> operator()(int j) const { return load(t.knot.data() + j * t.padded_features + feature); }
+  Vec<T> knot(int j) const { return load(base + j * interval_stride); }
+  Vec<T> recip(int k, int j) const { return load(base + j * interval_stride + k * padded_features); }
 };
-template <typename T, bool kAlongFeatures>
-struct RecipLanes {
-  const KnotTables<T>& t;
-  int64_t feature;
-  Vec<T> operator()(int k, int j) const {
-    const T* p = t.recip.data() + (int64_t(k) * (t.num_knots - 1) + j) * t.padded_features + feature;
-    return TableLanes<T, kAlongFeatures>{t, feature}.load(p);
-  }
-};
+
+template <int K, bool kDerivative, typename T, bool kAlongFeatures, typename Emit>
+inline void columns(const TableLanes<T, kAlongFeatures>& lanes, int num_knots, Vec<T> x, Emit&& emit) {
+  bspline_columns<K, kDerivative>(
+      x, num_knots, [&](int j) { return lanes.knot(j); }, [&](int k, int j) { return lanes.recip(k, j); },
+      std::forward<Emit>(emit));
+}
 
 template <typename T, bool kAlongFeatures>
 inline void forward_items(const Args<T>& a, int64_t begin, int64_t end) {
   const KnotTables<T>& t = *a.tables;
+  Cursor<T, kAlongFeatures> g(a.extents, begin);
+  const int64_t x_step = g.step(a.x_strides), out_step = g.step(a.bases_strides);
+  const int64_t basis_stride = a.bases_strides.basis;
   dispatch_spline_order(t.order, [&](auto order) {
-    for (int64_t item = begin; item < end; ++item) {
-      const LaneGroup g = lane_group<T, kAlongFeatures>(a, item);
-      const Vec<T> x = load_lanes(a.x + element_offset<T>(a.x_strides, g), g.x_step, g.count);
-      T* out = a.bases + bases_offset<T>(a.bases_strides, g);
-      bspline_columns<decltype(order)::value, false>(
-          x, t.num_knots, TableLanes<T, kAlongFeatures>{t, g.feature}, RecipLanes<T, kAlongFeatures>{t, g.feature},
-          [&](int j, Vec<T> value, Vec<T>) { store_lanes(out + j * a.bases_strides.basis, g.bases_step, g.count, value); });
+    for (int64_t item = begin; item < end; ++item, g.next()) {
+      const int count = g.count();
+      const Vec<T> x = load_lanes(a.x + g.at(a.x_strides), x_step, count);
+      T* out = a.bases + g.at(a.bases_strides);
+      columns<decltype(order)::value, false>(
+          TableLanes<T, kAlongFeatures>(t, g.feature), t.num_knots, x,
+          [&](int j, Vec<T> value, Vec<T>) { store_lanes(out + j * basis_stride, out_step, count, value); });
     }
   });
 }
 
-template <typename T, bool kAlongFeatures>
+// grad_x (+)= Σ_j grad_j·dB_j/dx, and with kStoreBases the bases B_j too: backward needs both
+// and one recursion serves them.
+template <typename T, bool kAlongFeatures, bool kStoreBases>
 inline void backward_items(const Args<T>& a, int64_t begin, int64_t end) {
   const KnotTables<T>& t = *a.tables;
+  Cursor<T, kAlongFeatures> g(a.extents, begin);
+  const int64_t x_step = g.step(a.x_strides), grad_step = g.step(a.grad_strides);
+  const int64_t grad_x_step = g.step(a.grad_x_strides), out_step = g.step(a.bases_strides);
+  const int64_t grad_basis_stride = a.grad_strides.basis, out_basis_stride = a.bases_strides.basis;
   dispatch_spline_order(t.order, [&](auto order) {
-    for (int64_t item = begin; item < end; ++item) {
-      const LaneGroup g = lane_group<T, kAlongFeatures>(a, item);
-      const Vec<T> x = load_lanes(a.x + element_offset<T>(a.x_strides, g), g.x_step, g.count);
-      const T* grad = a.grad_bases + bases_offset<T>(a.bases_strides, g);
+    for (int64_t item = begin; item < end; ++item, g.next()) {
+      const int count = g.count();
+      const Vec<T> x = load_lanes(a.x + g.at(a.x_strides), x_step, count);
+      const T* grad = a.grad_bases + g.at(a.grad_strides);
+      T* out = kStoreBases ? a.bases + g.at(a.bases_strides) : nullptr;
       Vec<T> acc{};
-      bspline_columns<decltype(order)::value, true>(
-          x, t.num_knots, TableLanes<T, kAlongFeatures>{t, g.feature}, RecipLanes<T, kAlongFeatures>{t, g.feature},
-          [&](int j, Vec<T>, Vec<T> deriv) {
-            acc += load_lanes(grad + j * a.bases_strides.basis, g.bases_step, g.count) * deriv;
+      columns<decltype(order)::value, true>(
+          TableLanes<T, kAlongFeatures>(t, g.feature), t.num_knots, x, [&](int j, Vec<T> value, Vec<T> deriv) {
+            if (kStoreBases) store_lanes(out + j * out_basis_stride, out_step, count, value);
+            acc += load_lanes(grad + j * grad_basis_stride, grad_step, count) * deriv;
           });
-      T* gx = a.grad_x + element_offset<T>(a.grad_x_strides, g);
-      if (a.accumulate) acc = load_lanes(gx, g.grad_x_step, g.count) + acc;
-      store_lanes(gx, g.grad_x_step, g.count, acc);
+      T* gx = a.grad_x + g.at(a.grad_x_strides);
+      if (a.accumulate) acc = load_lanes(gx, grad_x_step, count) + acc;
+      store_lanes(gx, grad_x_step, count, acc);
     }
   });
+}
+template <typename T, bool kAlongFeatures>
+inline void grad_items(const Args<T>& a, int64_t begin, int64_t end) {
+  backward_items<T, kAlongFeatures, false>(a, begin, end);
+}
+template <typename T, bool kAlongFeatures>
+inline void bases_and_grad_items(const Args<T>& a, int64_t begin, int64_t end) {
+  backward_items<T, kAlongFeatures, true>(a, begin, end);
 }
 
 // The entry points the thread pool calls: each is cloned per instruction set.
 #define KF_RANGE_FN(name, impl, T, along) \
   KF_CPU_CLONES void name(const Args<T>& a, int64_t b, int64_t e) { impl<T, along>(a, b, e); }
-KF_RANGE_FN(forward_f32_features, forward_items, float, true)
-KF_RANGE_FN(forward_f32_positions, forward_items, float, false)
-KF_RANGE_FN(forward_f64_features, forward_items, double, true)
-KF_RANGE_FN(forward_f64_positions, forward_items, double, false)
-KF_RANGE_FN(backward_f32_features, backward_items, float, true)
-KF_RANGE_FN(backward_f32_positions, backward_items, float, false)
-KF_RANGE_FN(backward_f64_features, backward_items, double, true)
-KF_RANGE_FN(backward_f64_positions, backward_items, double, false)
+#define KF_RANGE_FNS(kind, impl)                       \
+  KF_RANGE_FN(kind##_f32_features, impl, float, true)   \
+  KF_RANGE_FN(kind##_f32_positions, impl, float, false) \
+  KF_RANGE_FN(kind##_f64_features, impl, double, true)  \
+  KF_RANGE_FN(kind##_f64_positions, impl, double, false)
+KF_RANGE_FNS(forward, forward_items)
+KF_RANGE_FNS(backward, grad_items)
+KF_RANGE_FNS(bases_and_backward, bases_and_grad_items)
+#undef KF_RANGE_FNS
 #undef KF_RANGE_FN
 
 template <typename T>
 using RangeFn = void (*)(const Args<T>&, int64_t, int64_t);
 
+// Indexed by along_features.
 template <typename T>
 struct Kernels;
 template <>
 struct Kernels<float> {
   static constexpr RangeFn<float> forward[2] = {forward_f32_positions, forward_f32_features};
   static constexpr RangeFn<float> backward[2] = {backward_f32_positions, backward_f32_features};
+  static constexpr RangeFn<float> bases_and_backward[2] = {bases_and_backward_f32_positions,
+                                                           bases_and_backward_f32_features};
 };
 template <>
 struct Kernels<double> {
   static constexpr RangeFn<double> forward[2] = {forward_f64_positions, forward_f64_features};
   static constexpr RangeFn<double> backward[2] = {backward_f64_positions, backward_f64_features};
+  static constexpr RangeFn<double> bases_and_backward[2] = {bases_and_backward_f64_positions,
+                                                            bases_and_backward_f64_features};
 };
 
 template <typename T>
 void run_items(const Args<T>& a, RangeFn<T> fn, bool along_features) {
-  const int64_t items = along_features ? num_items<T, true>(a.extents) : num_items<T, false>(a.extents);
+  const int64_t items = num_items<T>(a.extents, along_features);
   // ~4k elements per task: enough to hide scheduling, small enough to balance two cores.
   const int64_t grain = std::max<int64_t>(1, 4096 / Lanes<T>::width);
   at::parallel_for(0, items, grain, [&](int64_t b, int64_t e) { fn(a, b, e); });
@@ -188,10 +214,10 @@ template <typename T>
 KnotTables<T>::KnotTables(const T* grid, int64_t features_, int num_knots_, int order_)
     : features(features_),
       padded_features(ceil_div(features_, Lanes<T>::width) * Lanes<T>::width),
+      interval_stride((order_ + 1) * padded_features),
       num_knots(num_knots_),
       order(order_),
-      knot(size_t(num_knots_) * padded_features, T(0)),
-      recip(size_t(order_ + 1) * (num_knots_ - 1) * padded_features, T(0)) {
+      table(size_t(num_knots_) * interval_stride, T(0)) {
   for (int64_t c = 0; c < features; ++c) {
     const T* t = grid + c * num_knots;
     for (int j = 0; j < num_knots; ++j) {
@@ -199,12 +225,9 @@ KnotTables<T>::KnotTables(const T* grid, int64_t features_, int num_knots_, int 
                   "] = ", t[j]);
       TORCH_CHECK(j == 0 || t[j] >= t[j - 1], "grid: knots must be non-decreasing along dim 1, but grid[",
                   c, ", ", j, "] = ", t[j], " < grid[", c, ", ", j - 1, "] = ", t[j - 1]);
-      knot[j * padded_features + c] = t[j];
-    }
-    for (int k = 1; k <= order; ++k) {
-      for (int j = 0; j + k < num_knots; ++j) {
-        recip[(int64_t(k) * (num_knots - 1) + j) * padded_features + c] =
-            knot_span_reciprocal(t[j], t[j + k]);
+      table[offset(j, 0) + c] = t[j];
+      for (int k = 1; k <= order && j + k < num_knots; ++k) {
+        table[offset(j, k) + c] = knot_span_reciprocal(t[j], t[j + k]);
       }
     }
   }
@@ -213,19 +236,20 @@ KnotTables<T>::KnotTables(const T* grid, int64_t features_, int num_knots_, int 
 template <typename T>
 void bspline_bases_cpu(const T* x, ElementStrides x_strides, Extents extents,
                        const KnotTables<T>& tables, T* bases, BasisStrides bases_strides) {
-  Args<T> a{x, x_strides, extents, &tables, bases, nullptr, bases_strides, nullptr, {0, 0, 0}, false};
+  const Args<T> a{x, x_strides, extents, &tables, bases, bases_strides, nullptr, {}, nullptr, {}, false};
   const bool along_features = extents.positions == 1;
   run_items(a, Kernels<T>::forward[along_features], along_features);
 }
 
 template <typename T>
 void bspline_bases_backward_cpu(const T* x, ElementStrides x_strides, Extents extents,
-                                const KnotTables<T>& tables, const T* grad_bases,
-                                BasisStrides grad_strides, T* grad_x, ElementStrides grad_x_strides,
-                                bool accumulate) {
-  Args<T> a{x, x_strides, extents, &tables, nullptr, grad_bases, grad_strides, grad_x, grad_x_strides, accumulate};
+                                const KnotTables<T>& tables, T* bases, BasisStrides bases_strides,
+                                const T* grad_bases, BasisStrides grad_strides, T* grad_x,
+                                ElementStrides grad_x_strides, bool accumulate) {
+  const Args<T> a{x, x_strides, extents, &tables, bases, bases_strides, grad_bases, grad_strides, grad_x,
+                  grad_x_strides, accumulate};
   const bool along_features = extents.positions == 1;
-  run_items(a, Kernels<T>::backward[along_features], along_features);
+  run_items(a, (bases ? Kernels<T>::bases_and_backward : Kernels<T>::backward)[along_features], along_features);
 }
 
 #define KF_INSTANTIATE(T)                                                                      \
@@ -233,8 +257,8 @@ void bspline_bases_backward_cpu(const T* x, ElementStrides x_strides, Extents ex
   template void bspline_bases_cpu<T>(const T*, ElementStrides, Extents, const KnotTables<T>&, \
                                      T*, BasisStrides);                                        \
   template void bspline_bases_backward_cpu<T>(const T*, ElementStrides, Extents,              \
-                                              const KnotTables<T>&, const T*, BasisStrides, T*, \
-                                              ElementStrides, bool);
+                                              const KnotTables<T>&, T*, BasisStrides, const T*, \
+                                              BasisStrides, T*, ElementStrides, bool);
 KF_INSTANTIATE(float)
 KF_INSTANTIATE(double)
 #undef KF_INSTANTIATE

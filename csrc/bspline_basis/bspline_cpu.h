@@ -11,18 +11,21 @@
 namespace kanfast {
 namespace cpu {
 
-// Knots and reciprocal knot spans per call, laid out so that lanes over consecutive features
-// read contiguous memory: knot[j][c] and recip[k][j][c] = 1/(t_{j+k} - t_j) (0 if empty).
-// Feature count is padded to a whole number of lanes.
+// Knots and reciprocal knot spans per call, one block per knot interval j so that the
+// recursion walks a single pointer: table[j][0][c] = t_j and table[j][k][c] = r(k, j) =
+// 1/(t_{j+k} - t_j) (0 if empty or past the last knot), k = 1..order. Lanes over consecutive
+// features read contiguous memory; the feature count is padded to a whole number of lanes.
 template <typename T>
 struct KnotTables {
   // grid: (features, num_knots) contiguous and non-decreasing along each row (checked).
   KnotTables(const T* grid, int64_t features, int num_knots, int order);
 
-  int64_t features, padded_features;
+  // Offset of t_j (m = 0) or r(m, j) (m = 1..order) of feature 0.
+  int64_t offset(int j, int m) const { return j * interval_stride + m * padded_features; }
+
+  int64_t features, padded_features, interval_stride;
   int num_knots, order;
-  std::vector<T> knot;   // [num_knots][padded_features]
-  std::vector<T> recip;  // [order + 1][num_knots - 1][padded_features]
+  std::vector<T> table;  // [num_knots][order + 1][padded_features]
 };
 
 template <typename T>
@@ -30,12 +33,13 @@ void bspline_bases_cpu(
     const T* x, ElementStrides x_strides, Extents extents, const KnotTables<T>& tables,
     T* bases, BasisStrides bases_strides);
 
-// grad_x = Σ_j grad_bases[.., j] · dB_j/dx, added to grad_x's contents when `accumulate`.
+// grad_x = Σ_j grad_bases[.., j] · dB_j/dx, added to grad_x's contents when `accumulate`;
+// the bases themselves are written to `bases` too unless it is null.
 template <typename T>
 void bspline_bases_backward_cpu(
     const T* x, ElementStrides x_strides, Extents extents, const KnotTables<T>& tables,
-    const T* grad_bases, BasisStrides grad_strides, T* grad_x, ElementStrides grad_x_strides,
-    bool accumulate);
+    T* bases, BasisStrides bases_strides, const T* grad_bases, BasisStrides grad_strides, T* grad_x,
+    ElementStrides grad_x_strides, bool accumulate);
 
 }  // namespace cpu
 }  // namespace kanfast

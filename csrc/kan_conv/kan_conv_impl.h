@@ -210,29 +210,45 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
   if (need_x) grad_x = at::empty_like(x);
   if (need_weights) grad_weight = at::zeros_like(weight);
   if (s.batch > 0 && (need_x || need_weights)) {
+    // Features and their gradient from one pass over the recursion: the input gradient of the
+    // convolution comes first (it does not read the features), then the fused basis pass
+    // writes the features for the weight gradient while it contracts grad_feats into grad_x.
     const at::Tensor buffer = at::empty(feature_sizes(x, s.chunk, s), x.options());
     for (int64_t r0 = 0; r0 < s.batch; r0 += s.chunk) {
       const int64_t rc = std::min(s.chunk, s.batch - r0);
       const at::Tensor x_chunk = x.narrow(0, r0, rc);
+      const at::Tensor g_chunk = grad_out.narrow(0, r0, rc);
       const at::Tensor feats = buffer.narrow(0, 0, rc);
-      kan_conv_features(bases, s, act, x_chunk, feats);
-      const at::Tensor padded = pad_features(feats, g);
-      auto [grad_padded, grad_w, unused] = at::convolution_backward(
-          grad_out.narrow(0, r0, rc), padded, weight, std::nullopt, g.stride, g.padding, g.dilation, false,
-          no_output_padding, g.groups, {need_x, need_weights, false});
-      if (need_weights) grad_weight.add_(grad_w);
-      if (!need_x) continue;
-      at::Tensor grad_feats = grad_padded;
-      if (g.asymmetric()) {  // the interior of the padded features
-        for (int64_t d = 0; d < g.dims; ++d) {
-          grad_feats = grad_feats.narrow(2 + d, g.extra_padding[2 * (g.dims - 1 - d)], x.size(2 + d));
-        }
-      }
-      grad_feats = grad_feats.contiguous().view({rc, s.in, s.slots, s.sites});
       const at::Tensor x3 = x_chunk.view({rc, s.in, s.sites});
-      const at::Tensor gx = grad_x.narrow(0, r0, rc).view({rc, s.in, s.sites});
-      if (s.base_slots > 0) gx.copy_(base_activation_backward(act, grad_feats.select(2, 0), x3));
-      bases.backward(x3, grad_feats.narrow(2, s.base_slots, s.num_bases), gx, /*accumulate=*/s.base_slots > 0);
+      const at::Tensor f4 = feats.view({rc, s.in, s.slots, s.sites});
+      if (need_x) {
+        at::Tensor grad_padded = std::get<0>(at::convolution_backward(
+            g_chunk, pad_features(feats, g), weight, std::nullopt, g.stride, g.padding, g.dilation, false,
+            no_output_padding, g.groups, {true, false, false}));
+        if (g.asymmetric()) {  // the interior of the padded features
+          for (int64_t d = 0; d < g.dims; ++d) {
+            grad_padded = grad_padded.narrow(2 + d, g.extra_padding[2 * (g.dims - 1 - d)], x.size(2 + d));
+          }
+        }
+        const at::Tensor grad_feats = grad_padded.contiguous().view({rc, s.in, s.slots, s.sites});
+        const at::Tensor grad_spline = grad_feats.narrow(2, s.base_slots, s.num_bases);
+        const at::Tensor gx = grad_x.narrow(0, r0, rc).view({rc, s.in, s.sites});
+        const bool accumulate = s.base_slots > 0;
+        if (s.base_slots > 0) gx.copy_(base_activation_backward(act, grad_feats.select(2, 0), x3));
+        if (need_weights) {
+          if (s.base_slots > 0) base_activation_forward(act, x3, f4.select(2, 0));
+          bases.bases_and_backward(x3, f4.narrow(2, s.base_slots, s.num_bases), grad_spline, gx, accumulate);
+        } else {
+          bases.backward(x3, grad_spline, gx, accumulate);
+        }
+      } else {
+        kan_conv_features(bases, s, act, x_chunk, feats);
+      }
+      if (need_weights) {
+        grad_weight.add_(std::get<1>(at::convolution_backward(
+            g_chunk, pad_features(feats, g), weight, std::nullopt, g.stride, g.padding, g.dilation, false,
+            no_output_padding, g.groups, {false, true, false})));
+      }
     }
   }
 

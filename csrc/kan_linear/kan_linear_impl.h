@@ -6,7 +6,8 @@
 //   y     = feats @ W_cᵀ + bias,  W_c = [base_weight | (spline_weight·scaler) basis-major]
 // The basis-major order (all features' B_0, then all B_1, ...) lets the CPU kernels store
 // 8 features per instruction. Nothing of size (N, F) outlives a chunk: backward recomputes
-// the features, so autograd saves only x and the weights.
+// the features, so autograd saves only x and the weights. Backward holds two chunk buffers
+// (features and their gradient).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -105,14 +106,20 @@ inline at::Tensor kan_linear_combined_weight(const at::Tensor& base_weight, cons
   return base_weight.defined() ? at::cat({base_weight, spline}, 1) : spline.contiguous();
 }
 
+// The spline block of a (rows, F) feature buffer as the (rows, in, nb, 1) view the bases take.
+inline at::Tensor spline_block(const at::Tensor& feats, const KanLinearShape& s) {
+  return feats.narrow(1, s.base_cols, s.num_bases * s.in)
+      .view({feats.size(0), s.num_bases, s.in})
+      .permute({0, 2, 1})
+      .unsqueeze(-1);
+}
+
 // Writes the features of x_chunk (rows, in) into feats (rows, F).
 template <typename Bases>
 void kan_linear_features(const Bases& bases, const KanLinearShape& s, const std::string& act,
                          const at::Tensor& x_chunk, const at::Tensor& feats) {
   if (s.base_cols > 0) base_activation_forward(act, x_chunk, feats.narrow(1, 0, s.in));
-  const at::Tensor spline_feats =
-      feats.narrow(1, s.base_cols, s.num_bases * s.in).view({feats.size(0), s.num_bases, s.in});
-  bases.forward(x_chunk.unsqueeze(-1), spline_feats.permute({0, 2, 1}).unsqueeze(-1));
+  bases.forward(x_chunk.unsqueeze(-1), spline_block(feats, s));
 }
 
 // x: (N, in); grid: (in, G+2K+1); base_weight: (out, in) or undefined; spline_weight:
@@ -156,29 +163,42 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_i
 
   at::Tensor grad_x, grad_weight;  // grad_weight: gradient of W_c, (out, F)
   if (need_x) grad_x = at::empty({s.rows, s.in}, x.options());
-  if (need_weights) grad_weight = at::zeros({s.out, s.features}, x.options());
+  if (need_weights) grad_weight = s.rows > 0 ? at::empty({s.out, s.features}, x.options())
+                                             : at::zeros({s.out, s.features}, x.options());
   if (s.rows > 0 && (need_x || need_weights)) {
     const at::Tensor weight =
         need_x ? kan_linear_combined_weight(base_weight, spline_weight, spline_scaler) : at::Tensor();
-    const at::Tensor buffer = at::empty({s.chunk_rows, s.features}, x.options());
+    // grad_feats comes first (it needs no bases) so that one pass over the recursion then
+    // yields both the features for grad_weight and grad_x.
+    const at::Tensor feats_buffer = need_weights ? at::empty({s.chunk_rows, s.features}, x.options()) : at::Tensor();
+    const at::Tensor grad_buffer = need_x ? at::empty({s.chunk_rows, s.features}, x.options()) : at::Tensor();
     for (int64_t r0 = 0; r0 < s.rows; r0 += s.chunk_rows) {
       const int64_t rc = std::min(s.chunk_rows, s.rows - r0);
       const at::Tensor x_chunk = x.narrow(0, r0, rc);
       const at::Tensor g_chunk = grad_out.narrow(0, r0, rc);
-      at::Tensor feats = buffer.narrow(0, 0, rc);
-      if (need_weights) {
-        kan_linear_features(bases, s, act, x_chunk, feats);
-        grad_weight.addmm_(g_chunk.t(), feats);
-      }
+      const at::Tensor feats = need_weights ? feats_buffer.narrow(0, 0, rc) : at::Tensor();
       if (need_x) {
-        at::Tensor& grad_feats = feats;  // the features are consumed: reuse their buffer
+        at::Tensor grad_feats = grad_buffer.narrow(0, 0, rc);
         at::mm_out(grad_feats, g_chunk, weight);
-        at::Tensor gx = grad_x.narrow(0, r0, rc);
+        const at::Tensor gx = grad_x.narrow(0, r0, rc);
         if (s.base_cols > 0) gx.copy_(base_activation_backward(act, grad_feats.narrow(1, 0, s.in), x_chunk));
-        const at::Tensor grad_spline =
-            grad_feats.narrow(1, s.base_cols, s.num_bases * s.in).view({rc, s.num_bases, s.in});
-        bases.backward(x_chunk.unsqueeze(-1), grad_spline.permute({0, 2, 1}).unsqueeze(-1), gx.unsqueeze(-1),
-                       /*accumulate=*/s.base_cols > 0);
+        const bool accumulate = s.base_cols > 0;
+        if (need_weights) {
+          if (s.base_cols > 0) base_activation_forward(act, x_chunk, feats.narrow(1, 0, s.in));
+          bases.bases_and_backward(x_chunk.unsqueeze(-1), spline_block(feats, s), spline_block(grad_feats, s),
+                                   gx.unsqueeze(-1), accumulate);
+        } else {
+          bases.backward(x_chunk.unsqueeze(-1), spline_block(grad_feats, s), gx.unsqueeze(-1), accumulate);
+        }
+      } else {
+        kan_linear_features(bases, s, act, x_chunk, feats);
+      }
+      if (need_weights) {
+        if (r0 == 0) {
+          at::mm_out(grad_weight, g_chunk.t(), feats);
+        } else {
+          grad_weight.addmm_(g_chunk.t(), feats);
+        }
       }
     }
   }
