@@ -67,10 +67,13 @@ def test_regression_learns():
     assert "val_accuracy" not in history[-1]  # float targets: regression
 
 
-def test_bf16_mixed_on_cpu_close_to_fp32():
+LOW_PRECISION = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def test_mixed_precision_on_cpu_close_to_fp32():
     x, y = blobs()
     runs = {}
-    for precision in ("32", "bf16-mixed"):
+    for precision in ("32", "bf16-mixed", "16-mixed"):
         model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))
         torch.manual_seed(0)
         model.apply(lambda m: m.reset_parameters() if isinstance(m, nn.Linear) else None)
@@ -79,10 +82,37 @@ def test_bf16_mixed_on_cpu_close_to_fp32():
         trainer = Trainer(model, lambda p: torch.optim.SGD(p, lr=0.1), F.cross_entropy, (x, y), (x, y),
                           config(epochs=5, precision=precision))
         runs[precision] = [h["val_loss"] for h in trainer.fit()]
-        assert set(dtypes) == {torch.bfloat16 if precision == "bf16-mixed" else torch.float32}
-    for fp32, bf16 in zip(runs["32"], runs["bf16-mixed"]):
-        assert abs(bf16 - fp32) <= 0.02 * fp32
-    assert runs["bf16-mixed"][-1] < runs["bf16-mixed"][0]
+        assert set(dtypes) == {LOW_PRECISION.get(precision, torch.float32)}
+        assert (trainer.scaler is not None) == (precision == "16-mixed")  # bfloat16 needs no loss scaling
+    for precision in LOW_PRECISION:
+        for fp32, low in zip(runs["32"], runs[precision]):
+            assert abs(low - fp32) <= 0.02 * fp32
+        assert runs[precision][-1] < runs[precision][0]
+
+
+class ScaleRecorder(Callback):
+    def __init__(self):
+        self.scales = []
+
+    def on_step_end(self, trainer, step):
+        self.scales.append(trainer.scaler.get_scale())
+
+
+def test_fp16_grad_scaler_on_cpu_skips_overflow_and_clips_unscaled(tmp_path):
+    x, y = blobs()
+    model = nn.Linear(8, 3)
+    optimizer = NormRecordingSGD(model.parameters(), lr=0.01)
+    recorder = ScaleRecorder()
+    # a loss of ~100 scaled by 65536 overflows the float16 output gradients: the scaler must back off
+    trainer = Trainer(model, optimizer, lambda out, t: 100 * F.cross_entropy(out, t), (x, y), None,
+                      config(epochs=2, precision="16-mixed", clip_grad_norm=0.5, out_dir=tmp_path),
+                      callbacks=[recorder])
+    assert trainer.scaler.get_scale() == 65536.0
+    trainer.fit()
+    assert recorder.scales[0] < 65536.0 and recorder.scales == sorted(recorder.scales, reverse=True)
+    assert len(optimizer.norms) < trainer.step == 8  # overflowing steps skipped the optimizer
+    assert optimizer.norms and max(optimizer.norms) <= 0.5 * (1 + 1e-3)  # clipped after unscaling
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["scaler"] == trainer.scaler.state_dict()
 
 
 def test_grad_accumulation_equals_full_batch():
@@ -271,8 +301,9 @@ def test_bad_early_stopping_names_the_field(kwargs, field):
 def test_bad_trainer_arguments():
     x, y = blobs(32)
     sgd = lambda p: torch.optim.SGD(p, lr=0.1)  # noqa: E731
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="precision"):
+    with pytest.MonkeyPatch.context() as patch:  # a device without autocast
+        patch.setattr(torch.amp, "is_autocast_available", lambda device_type: False)
+        with pytest.raises(ValueError, match="precision='16-mixed'"):
             Trainer(nn.Linear(8, 3), sgd, F.cross_entropy, (x, y), None, config(precision="16-mixed"))
     with pytest.raises(TypeError, match="train_data"):
         Trainer(nn.Linear(8, 3), sgd, F.cross_entropy, [1, 2, 3], None, config())

@@ -1,6 +1,7 @@
 """Checkpoints of kanfast.train.Trainer: weights_only loading and exact resumption."""
 
 import json
+import threading
 
 import pytest
 import torch
@@ -40,13 +41,15 @@ def data(kind):
     return DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)  # draws from torch's global RNG
 
 
-def make_trainer(kind, out_dir, epochs, *, seed=0, callback=None, resume=None, checkpoint_every=None):
+def make_trainer(kind, out_dir, epochs, *, seed=0, callback=None, resume=None, checkpoint_every=None,
+                 precision="32", loss_scale=1.0):
     torch.manual_seed(seed)  # a resumed run starts from other weights: the checkpoint must replace them
     model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
     config = TrainConfig(epochs=epochs, batch_size=8, progress=False, log_every=1, out_dir=out_dir, seed=3,
                          ema_decay=0.9, clip_grad_norm=1.0, checkpoint_every=checkpoint_every,
-                         early_stopping=EarlyStopping(patience=5))
-    return Trainer(model, lambda p: torch.optim.AdamW(p, lr=1e-2), F.cross_entropy, data(kind), data("tensors"),
+                         early_stopping=EarlyStopping(patience=5), precision=precision)
+    loss_fn = (lambda out, t: loss_scale * F.cross_entropy(out, t)) if loss_scale != 1 else F.cross_entropy
+    return Trainer(model, lambda p: torch.optim.AdamW(p, lr=1e-2), loss_fn, data(kind), data("tensors"),
                    config, scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.7),
                    callbacks=[callback or Counter()], resume=resume)
 
@@ -88,6 +91,28 @@ def test_resumed_run_reproduces_the_uninterrupted_one(tmp_path, kind, interrupti
     assert resumed.callbacks[0].steps == 10
 
 
+def test_fp16_resume_restores_the_grad_scaler(tmp_path):
+    """16-mixed on CPU: the scaler's state (backed off by overflowing steps) is checkpointed and
+    restored, and the resumed run reproduces the uninterrupted one's losses."""
+    run = dict(precision="16-mixed", loss_scale=3000.0)  # large enough that early steps overflow
+    full = make_trainer("tensors", tmp_path / "full", epochs=2, **run)
+    full.fit()
+    assert full.scaler.get_scale() < 65536.0
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer("tensors", tmp_path / "cut", epochs=2, checkpoint_every=3, callback=Counter(crash_at=8),
+                     **run).fit()
+    saved = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == 6 and saved["scaler"]["scale"] < 65536.0
+    resumed = make_trainer("tensors", tmp_path / "cut", epochs=2, seed=1, resume=tmp_path / "cut",
+                           checkpoint_every=3, **run)
+    assert resumed.scaler.state_dict() == saved["scaler"]
+    resumed.fit()
+    assert [r["loss"] for r in step_rows(tmp_path / "cut")] == [r["loss"] for r in step_rows(tmp_path / "full")]
+    assert resumed.scaler.state_dict() == full.scaler.state_dict()
+    for got, want in zip(resumed.model.state_dict().values(), full.model.state_dict().values()):
+        assert torch.equal(got, want)
+
+
 def test_checkpoint_loads_with_weights_only(tmp_path):
     trainer = make_trainer("tensors", tmp_path, epochs=1)
     trainer.fit()
@@ -108,3 +133,64 @@ def test_resume_refuses_a_mismatched_trainer(tmp_path):
     with pytest.raises(ValueError, match="scheduler"):
         Trainer(model, lambda p: torch.optim.AdamW(p, lr=1e-2), F.cross_entropy, data("tensors"), None,
                 TrainConfig(progress=False), resume=tmp_path)
+
+
+def test_background_checkpoint_is_a_snapshot_and_failures_surface(tmp_path, monkeypatch):
+    from kanfast.train import checkpoint
+
+    release, written = threading.Event(), []
+    real_save = checkpoint.save
+
+    def slow_save(path, payload):  # the write lags while training goes on changing the weights
+        release.wait(timeout=30)
+        real_save(path, payload)
+        written.append(payload["step"])
+
+    monkeypatch.setattr(checkpoint, "save", slow_save)
+    trainer = make_trainer("tensors", tmp_path, epochs=1)
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer._submit_checkpoint()
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(1.0)
+    release.set()
+    trainer._checkpoints.wait()
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert written == [0] and all(torch.equal(saved["model"][k], v) for k, v in weights.items())
+
+    def failing_save(path, payload):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "save", failing_save)
+    with pytest.raises(RuntimeError, match="checkpoint.*disk full"):
+        make_trainer("tensors", tmp_path / "failing", epochs=1).fit()
+    with pytest.raises(KeyboardInterrupt):  # a training error is not hidden by a failed write
+        make_trainer("tensors", tmp_path / "both", epochs=2, callback=Counter(crash_at=7)).fit()
+
+
+def test_metric_rows_are_buffered_but_on_disk_at_each_checkpoint(tmp_path):
+    rows_at_checkpoint = []
+
+    class Watch(Counter):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            rows_at_checkpoint.append(len(step_rows(tmp_path)))
+
+    trainer = make_trainer("tensors", tmp_path, epochs=2, callback=Watch())
+    trainer._log.flush_seconds = float("inf")  # flushes only where the trainer asks for one
+    trainer.fit()
+    assert rows_at_checkpoint == [0, 5]  # during epoch 2's end its rows are still buffered
+    assert len(step_rows(tmp_path)) == 10  # ... and written before its checkpoint / fit's return
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert [r["step"] for r in step_rows(tmp_path)][-1] == saved["step"]
+
+
+def test_metric_rows_are_flushed_once_flush_seconds_passed(tmp_path):
+    from kanfast.train.metrics_log import MetricsLog
+
+    log = MetricsLog(tmp_path, tensorboard=False, resume_step=None, flush_seconds=3600.0)
+    log.write({"kind": "step", "step": 1, "loss": 1.0})
+    assert step_rows(tmp_path) == []
+    log.flush_seconds = 0.0
+    log.write({"kind": "step", "step": 2, "loss": 0.5})
+    assert [r["step"] for r in step_rows(tmp_path)] == [1, 2]
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["kind,step,loss", "step,1,1.0", "step,2,0.5"]

@@ -134,7 +134,58 @@ def test_find_batch_size_bad_arguments():
         find_batch_size(mlp(), torch.randn(0, 64))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="the doubling search runs only on a CUDA device")
+def simulate_device_memory(monkeypatch, limit):
+    """Runs the CUDA search on CPU: CPU is treated as a searched device and a training step
+    whose batch exceeds ``limit`` raises torch.OutOfMemoryError, as a full GPU would; the
+    batches tried are recorded."""
+    from kanfast.train import batch_size
+
+    tried = []
+    real_step = batch_size._training_step
+
+    def step(model, x, autocast, loss_fn):
+        tried.append(len(x))
+        if len(x) > limit:
+            raise torch.OutOfMemoryError(f"simulated: {len(x)} > {limit} samples")
+        real_step(model, x, autocast, loss_fn)
+
+    monkeypatch.setattr(batch_size, "_SEARCHED_DEVICES", ("cuda", "cpu"))
+    monkeypatch.setattr(batch_size, "_training_step", step)
+    return tried
+
+
+def test_find_batch_size_search_grows_then_bisects_and_caches(monkeypatch):
+    clear_batch_size_cache()
+    tried = simulate_device_memory(monkeypatch, limit=300)
+    model = nn.Sequential(nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    state = copy.deepcopy(model.state_dict())
+    got = find_batch_size(model, torch.randn(2, 64), max_batch=4096, safety=0.8)
+    assert tried[:9] == [2, 4, 8, 16, 32, 64, 128, 256, 512]  # doubling up to the first failure
+    largest = max(b for b in tried if b <= 300)
+    assert 300 * 15 / 16 <= largest <= 300 and got == int(largest * 0.8)  # bisected, then the safety margin
+    assert len(tried) <= 9 + 5
+    for key, value in model.state_dict().items():  # BatchNorm statistics untouched by the probes
+        assert torch.equal(value, state[key]), key
+    probes = len(tried)
+    assert find_batch_size(model, torch.randn(7, 64), max_batch=4096, safety=0.5) == int(largest * 0.5)
+    assert len(tried) == probes  # cached per model shape: no new probe
+    find_batch_size(nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 2)), torch.randn(2, 64),
+                    max_batch=4096)
+    assert len(tried) > probes  # another model shape: searched again
+
+
+def test_find_batch_size_search_limits(monkeypatch):
+    clear_batch_size_cache()
+    tried = simulate_device_memory(monkeypatch, limit=10**6)
+    assert find_batch_size(mlp(), torch.randn(2, 64), max_batch=100, safety=1.0) == 100  # everything fits
+    assert tried == [2, 4, 8, 16, 32, 64, 100]
+    clear_batch_size_cache()
+    simulate_device_memory(monkeypatch, limit=1)
+    with pytest.raises(MemoryError, match="2 samples"):
+        find_batch_size(mlp(), torch.randn(2, 64))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the search on real GPU memory needs a CUDA device")
 def test_find_batch_size_cuda_grows_until_out_of_memory():
     clear_batch_size_cache()
     model = mlp().cuda()

@@ -10,6 +10,9 @@ import torch
 from torch import nn
 
 _DEFAULT_AVAILABLE = 1 << 30  # assumed free host memory when it cannot be read: 1 GiB
+# Devices searched by trying batches: their allocator raises torch.OutOfMemoryError when full. A
+# CPU allocation that fails raises a plain RuntimeError (or the OOM killer ends the process).
+_SEARCHED_DEVICES = ("cuda",)
 _cache: dict[tuple, tuple[int, int] | int] = {}
 
 
@@ -45,8 +48,9 @@ def find_batch_size(model: nn.Module, sample_input: torch.Tensor, *, device: str
     device). ``loss_fn(output)`` gives the scalar to differentiate (default: ``output.float().sum()``).
 
     - CUDA: batches double from 2 (BatchNorm cannot train on one sample) until
-      ``torch.cuda.OutOfMemoryError``, ending with ``max_batch`` itself; the result is
-      ``safety`` × the largest batch that ran.
+      ``torch.OutOfMemoryError``, ending with ``max_batch`` itself; after the first failure the
+      limit is bisected between the last batch that ran and it, to within 1/16 of the former;
+      the result is ``safety`` × the largest batch that ran.
     - CPU: one probe on two samples measures what a sample costs, the unique storages autograd saves in the
       forward, counted twice (the gradients of those activations exist during backward),
       plus a fixed 4× the parameter bytes (weights, gradients, two optimizer moments);
@@ -68,10 +72,12 @@ def find_batch_size(model: nn.Module, sample_input: torch.Tensor, *, device: str
     key = (type(model).__module__, type(model).__qualname__, tuple(tuple(p.shape) for p in params),
            tuple(sample_input.shape[1:]), sample_input.dtype, str(device), autocast)
     sample = sample_input[:1].to(device)
-    if device.type == "cuda":
+    if device.type in _SEARCHED_DEVICES:
         key += (max_batch,)
         if key not in _cache:
-            _cache[key] = _largest_cuda_batch(model, sample, max_batch, autocast, loss_fn)
+            with _probing(model):
+                _cache[key] = _largest_fitting(lambda batch: _fits(model, sample, batch, autocast, loss_fn),
+                                               max_batch)
         return max(1, int(_cache[key] * safety))
     if key not in _cache:
         _cache[key] = _cpu_costs(model, sample, autocast, loss_fn)
@@ -129,18 +135,34 @@ def _repeat(sample: torch.Tensor, batch: int) -> torch.Tensor:
     return sample.expand(batch, *sample.shape[1:]).contiguous()
 
 
-def _largest_cuda_batch(model, sample, max_batch, autocast, loss_fn) -> int:
-    sizes = [b for b in (2 ** i for i in range(1, max_batch.bit_length())) if b < max_batch] + [max_batch]
-    largest = 0
-    with _probing(model):
-        for batch in sizes:
-            try:
-                _training_step(model, _repeat(sample, batch), autocast, loss_fn)
-            except torch.cuda.OutOfMemoryError:
-                break
-            finally:
-                torch.cuda.empty_cache()
-            largest = batch
+def _fits(model, sample, batch, autocast, loss_fn) -> bool:
+    try:
+        _training_step(model, _repeat(sample, batch), autocast, loss_fn)
+        return True
+    except torch.OutOfMemoryError:
+        return False
+    finally:
+        if sample.device.type == "cuda":
+            torch.cuda.empty_cache()  # the next probe starts from an empty cache, not a fragmented one
+
+
+def _largest_fitting(fits: Callable[[int], bool], max_batch: int) -> int:
+    """The largest batch <= ``max_batch`` for which ``fits`` holds, searched as documented in
+    ``find_batch_size``; raises MemoryError when the smallest batch tried does not fit."""
+    smallest = min(2, max_batch)
+    largest, batch = 0, smallest
+    while fits(batch):
+        largest = batch
+        if batch == max_batch:
+            return largest
+        batch = min(2 * batch, max_batch)
     if largest == 0:
-        raise MemoryError(f"a batch of {sizes[0]} samples does not fit in the GPU's memory")
+        raise MemoryError(f"a batch of {smallest} samples does not fit in the device's memory")
+    failed = batch
+    while failed - largest > max(1, largest // 16):
+        middle = (largest + failed) // 2
+        if fits(middle):
+            largest = middle
+        else:
+            failed = middle
     return largest

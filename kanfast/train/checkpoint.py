@@ -1,9 +1,17 @@
 """Checkpoint files: everything a run needs to continue exactly, loadable with
-``torch.load(weights_only=True)`` (tensors, numbers, strings, lists and dicts only)."""
+``torch.load(weights_only=True)`` (tensors, numbers, strings, lists and dicts only).
+
+``CheckpointWriter`` writes them off the training thread: the payload is first copied to CPU
+(``snapshot``), so training can go on changing the live tensors while the file is written.
+The write itself stays atomic (temporary file, fsync, rename): a crash at any point leaves the
+previous checkpoint or the new one, never part of a file.
+"""
 
 from __future__ import annotations
 
+import copy
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +56,52 @@ def checkpoint_path(path: str | Path) -> Path:
 
 def save(path: Path, payload: dict[str, Any]) -> None:
     atomic_torch_save(path, {"format": FORMAT, **payload})
+
+
+def snapshot(obj: Any) -> Any:
+    """``obj`` with every tensor copied to a new CPU tensor and every container rebuilt: a copy
+    that later in-place updates (parameters, optimizer moments, step counters) do not reach."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        out = type(obj)((key, snapshot(value)) for key, value in obj.items())
+        if hasattr(obj, "_metadata"):  # a state_dict's per-module versions, read by load_state_dict
+            out._metadata = copy.deepcopy(obj._metadata)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(snapshot(value) for value in obj)
+    return obj
+
+
+class CheckpointWriter:
+    """Saves checkpoints in a background thread, one at a time: ``submit`` waits for the
+    previous write, snapshots the payload and returns while the new one is written; ``wait``
+    blocks until it is on disk and raises the error of a failed write."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, path: Path, payload: dict[str, Any]) -> None:
+        self.wait()
+        state = snapshot(payload)
+        # not a daemon: an interpreter exiting on an uncaught error still finishes the file
+        self._thread = threading.Thread(target=self._write, args=(path, state), name="kanfast-checkpoint")
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"writing a checkpoint failed: {error}") from error
+
+    def _write(self, path: Path, state: dict[str, Any]) -> None:
+        try:
+            save(path, state)
+        except BaseException as error:  # reported on the training thread by the next wait()
+            self._error = error
 
 
 def load(path: str | Path) -> dict[str, Any]:

@@ -36,7 +36,7 @@ class TrainConfig:
       builds the DataLoader of a Dataset itself; ignored for a DataLoader given to it.
       ``num_workers=None``: 0 on CPU, min(4, CPU count) with CUDA.
     - ``precision``: "32", "bf16-mixed" (autocast to bfloat16, also on CPU) or "16-mixed"
-      (autocast to float16 with a GradScaler; CUDA only).
+      (autocast to float16 with a GradScaler; CUDA or CPU).
     - ``grad_accumulation``: micro-batches per optimizer step; ``clip_grad_norm``: max total
       gradient 2-norm, or None.
     - ``ema_decay``: keep an exponential moving average of the weights (validation then uses it).

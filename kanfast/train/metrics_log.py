@@ -1,4 +1,11 @@
-"""The metric files of a run directory, each row on disk (flushed) when the write returns.
+"""The metric files of a run directory.
+
+Rows are buffered in memory and written (both files, one open each) by ``flush``, which the
+trainer calls at each epoch end, before each checkpoint and when the run ends or fails; ``write``
+also flushes once ``flush_seconds`` have passed since the last flush. So a killed process loses
+at most the rows buffered since the last flush: those of the last ``flush_seconds``, or only the
+latest row when rows come less often; never a row at or before its checkpoint's step. A run that
+ends with an exception loses none.
 
 - ``metrics.jsonl``: one JSON object per row (``kind`` "step" or "epoch").
 - ``metrics.csv``: the same rows; a row with a new column rewrites the file with the wider header.
@@ -16,6 +23,7 @@ import io
 import json
 import numbers
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +47,11 @@ def _lines(rows: list[dict[str, Any]]) -> str:
 
 
 class MetricsLog:
-    def __init__(self, directory: str | Path, *, tensorboard: bool | None, resume_step: int | None) -> None:
+    def __init__(self, directory: str | Path, *, tensorboard: bool | None, resume_step: int | None,
+                 flush_seconds: float = 10.0) -> None:
+        self.flush_seconds = flush_seconds
+        self._pending: list[dict[str, Any]] = []
+        self._last_flush = time.monotonic()
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.jsonl_path, self.csv_path = self.dir / "metrics.jsonl", self.dir / "metrics.csv"
@@ -54,19 +66,14 @@ class MetricsLog:
         self._rewrite_csv(rows)
         self._tensorboard = _tensorboard_writer(self.dir / "tensorboard", tensorboard)
 
-    # Files are opened per write (rows come every log_every steps): no handle outlives a call.
     def write(self, row: dict[str, Any]) -> None:
-        with open(self.jsonl_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        if any(key not in self.columns for key in row):
-            self._rewrite_csv(read_jsonl(self.jsonl_path))
-        else:
-            with open(self.csv_path, "a", newline="") as f:
-                csv.DictWriter(f, self.columns).writerow(row)
+        self._pending.append(row)
         if self._tensorboard is not None:
             for key, value in row.items():
                 if key not in ("kind", "step", "epoch") and isinstance(value, numbers.Real):
                     self._tensorboard.add_scalar(f"{row.get('kind', 'metrics')}/{key}", value, row.get("step", 0))
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
 
     def event(self, record: dict[str, Any]) -> None:
         with open(self.events_path, "a") as f:
@@ -78,7 +85,19 @@ class MetricsLog:
         """After an event changed (a strategy fills in the metric that followed it)."""
         atomic_write_text(self.events_path, _lines(events))
 
+    # Files are opened per flush: no handle outlives a call.
     def flush(self) -> None:
+        """Writes the buffered rows to metrics.jsonl and metrics.csv (and flushes TensorBoard)."""
+        rows, self._pending = self._pending, []
+        self._last_flush = time.monotonic()
+        if rows:
+            with open(self.jsonl_path, "a") as f:
+                f.write(_lines(rows))
+            if any(key not in self.columns for row in rows for key in row):
+                self._rewrite_csv(read_jsonl(self.jsonl_path))
+            else:
+                with open(self.csv_path, "a", newline="") as f:
+                    csv.DictWriter(f, self.columns).writerows(rows)
         if self._tensorboard is not None:
             self._tensorboard.flush()
 

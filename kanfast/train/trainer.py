@@ -17,8 +17,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .. import resize
-from . import checkpoint
+from . import checkpoint, resume as resume_state
 from .callbacks import Callback, EarlyStopper
 from .config import TrainConfig
 from .bn import recalibrate_bn
@@ -46,6 +45,10 @@ class Trainer:
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1, or torch.distributed already initialised) it trains
     with DistributedDataParallel (README, "Multi-process training").
+
+    Checkpoints written by the trainer itself (each epoch end, every ``checkpoint_every`` steps)
+    are snapshotted to CPU and written by a background thread while training goes on; ``fit``
+    waits for the last one before it returns (or re-raises).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | Callable[..., torch.optim.Optimizer],
@@ -59,9 +62,9 @@ class Trainer:
         self.rank, self.world_size, self.device = init_distributed(self.device)
         self.distributed = self.world_size > 1
         self.is_main = self.rank == 0  # the rank that writes out_dir and shows progress
-        if config.precision == "16-mixed" and self.device.type != "cuda":
-            raise ValueError(f"precision='16-mixed' needs a CUDA device (float16 autocast with a GradScaler), "
-                             f"the device is {self.device}: use precision='bf16-mixed' there")
+        if config.precision != "32" and not torch.amp.is_autocast_available(self.device.type):
+            raise ValueError(f"precision={config.precision!r} needs autocast, which device {self.device} "
+                             f"does not have: use precision='32' there")
         self.model = model.to(self.device)
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -75,7 +78,8 @@ class Trainer:
             else scheduler
         self.loss_fn = loss_fn
         self.callbacks = list(callbacks)
-        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "16-mixed" else None
+        # float16's narrow range needs loss scaling; bfloat16 has float32's range and needs none
+        self.scaler = torch.amp.GradScaler(self.device.type) if config.precision == "16-mixed" else None
         self._ddp: DistributedDataParallel | None = None
         self._forward, self._train_forward = self._build_forwards()
         # after DDP's constructor: every rank averages from rank 0's weights
@@ -101,8 +105,9 @@ class Trainer:
         self._epoch_loss = [0.0, 0]  # sum and count of the logged step losses of this epoch
         self._pending_rng: dict[str, Any] | None = None
         self._epoch_start = 0.0
+        self._checkpoints = checkpoint.CheckpointWriter()
         if resume is not None:
-            self._restore(checkpoint.load(resume))
+            resume_state.restore(self, checkpoint.load(resume))
         self._log = None if self.out_dir is None or not self.is_main else MetricsLog(
             self.out_dir, tensorboard=config.tensorboard, resume_step=self.step if resume is not None else None)
 
@@ -121,11 +126,14 @@ class Trainer:
             while self.epoch < self.config.epochs and not self.should_stop:
                 self._train_epoch()
                 self._end_epoch()
+            self._finish_writes()
             if self.distributed:
                 dist.barrier()  # every rank returns once rank 0's files are written
-        finally:
-            if self._log is not None:
-                self._log.flush()
+        except BaseException:
+            # the files up to the failure still get written; the training error is the one raised
+            with contextlib.suppress(Exception):
+                self._finish_writes()
+            raise
         return self.history
 
     @torch.no_grad()
@@ -217,33 +225,11 @@ class Trainer:
         self.rebuild_ema()
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Writes the checkpoint atomically, by default to ``out_dir/checkpoint.pt``. Distributed:
-        only rank 0 writes (the ranks hold the same state); the others just return the path."""
-        if path is None:
-            if self.out_dir is None:
-                raise ValueError("save_checkpoint() needs a path: config.out_dir is not set")
-            path = self.out_dir / checkpoint.FILENAME
-        path = Path(path)
-        if not self.is_main:
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint.save(path, {
-            # with each module's sizes, so a model that grew or shrank since it was built resumes
-            **_model_with_sizes(self.model),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "rng": checkpoint.rng_state(),
-            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self._batch_in_epoch,
-            "epoch_rng_state": self.train_batches.epoch_rng_state if self._batch_in_epoch else None,
-            "window": [float(loss) for loss in self._window], "epoch_loss": list(self._epoch_loss),
-            "should_stop": self.should_stop,
-            "callbacks": [callback.state_dict() for callback in self.callbacks],
-            "early_stopping": self.early_stopper.state_dict() if self.early_stopper is not None else None,
-            # JSON text: events and metrics may hold any JSON value, weights_only loads any string
-            "events": json.dumps(self.events), "history": json.dumps(self.history),
-        })
+        """Writes the checkpoint atomically, by default to ``out_dir/checkpoint.pt``, and returns
+        once it is on disk. Distributed: only rank 0 writes (the ranks hold the same state); the
+        others just return the path."""
+        path = self._submit_checkpoint(path)
+        self._checkpoints.wait()
         return path
 
     # ------------------------------------------------------------------ the loop
@@ -271,7 +257,9 @@ class Trainer:
             no_sync = self._ddp is not None and pending + 1 < group and total is not None
             with self._ddp.no_sync() if no_sync else contextlib.nullcontext():
                 with self._autocast():
-                    loss = self.loss_fn(self._train_forward(self._inputs(x)), y) / group
+                    loss = self.loss_fn(self._train_forward(self._inputs(x)), y)
+                if group > 1:  # skipped otherwise: an extra autograd node on every step for nothing
+                    loss = loss / group
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
                 else:
@@ -291,7 +279,7 @@ class Trainer:
         config = self.config
         grad_norm = None
         if config.clip_grad_norm is not None:
-            if self.scaler is not None:
+            if self.scaler is not None:  # clip the true gradients, not the scaled ones
                 self.scaler.unscale_(self.optimizer)
             grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad_norm)
         if self.scaler is not None:
@@ -320,7 +308,7 @@ class Trainer:
             callback.on_step_end(self, self.step)
         if config.checkpoint_every is not None and self.step % config.checkpoint_every == 0 \
                 and self._log is not None:
-            self.save_checkpoint()
+            self._submit_checkpoint()
 
     def _end_epoch(self) -> None:
         if self._window:
@@ -343,7 +331,7 @@ class Trainer:
         self.history.append(metrics)
         if self._log is not None:
             self._log.write(metrics)
-            self.save_checkpoint()
+            self._submit_checkpoint()
 
     def _flush_window(self) -> float:
         losses = torch.stack(self._window)
@@ -354,6 +342,28 @@ class Trainer:
         self._window = []
         self._epoch_loss = [self._epoch_loss[0] + sum(losses), self._epoch_loss[1] + len(losses)]
         return sum(losses) / len(losses)
+
+    # ------------------------------------------------------------------ files
+
+    def _submit_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Starts writing a checkpoint in the background (after the previous one is done)."""
+        if path is None:
+            if self.out_dir is None:
+                raise ValueError("save_checkpoint() needs a path: config.out_dir is not set")
+            path = self.out_dir / checkpoint.FILENAME
+        path = Path(path)
+        if not self.is_main:
+            return path
+        if self._log is not None:
+            self._log.flush()  # the metric rows up to this step are on disk before the checkpoint is
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._checkpoints.submit(path, resume_state.training_state(self))
+        return path
+
+    def _finish_writes(self) -> None:
+        if self._log is not None:
+            self._log.flush()
+        self._checkpoints.wait()
 
     # ------------------------------------------------------------------ helpers
 
@@ -382,43 +392,6 @@ class Trainer:
         if compile_with is False:
             return module
         return torch.compile(module, **({} if compile_with is True else {"backend": compile_with}))
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        before = dict(self.model.named_parameters())
-        resize.load_resized(self.model, {"format": resize.CHECKPOINT_FORMAT, "state_dict": state["model"],
-                                         "sizes": state["model_sizes"]})
-        # load_resized gives resized tensors new Parameter objects: the optimizer must hold those
-        renamed = {before[n]: p for n, p in self.model.named_parameters() if n in before and before[n] is not p}
-        if renamed:
-            for group in self.optimizer.param_groups:
-                group["params"] = [renamed.get(p, p) for p in group["params"]]
-            self.recompile()  # a DDP wrapper holds the old parameters
-            self.rebuild_ema()  # the EMA copy was made at the built shapes
-        self.optimizer.load_state_dict(state["optimizer"])
-        for name in ("scheduler", "scaler", "ema", "early_stopper"):
-            own, saved = getattr(self, name), state["early_stopping" if name == "early_stopper" else name]
-            if (own is None) != (saved is None):
-                raise ValueError(f"resume: the checkpoint {'has' if saved is not None else 'has no'} {name} "
-                                 f"state but this trainer {'has none' if own is None else 'has one'}")
-            if own is not None:
-                own.load_state_dict(saved)
-        if len(state["callbacks"]) != len(self.callbacks):
-            raise ValueError(f"resume: the checkpoint holds the state of {len(state['callbacks'])} callbacks, "
-                             f"this trainer has {len(self.callbacks)}")
-        for callback, saved in zip(self.callbacks, state["callbacks"]):
-            callback.load_state_dict(saved)
-        self.step, self.epoch, self._batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        self._resume_epoch_rng = state["epoch_rng_state"]
-        self._window = [torch.tensor(loss, device=self.device) for loss in state["window"]]
-        self._epoch_loss = list(state["epoch_loss"])
-        self.should_stop = state["should_stop"]
-        self.events, self.history = json.loads(state["events"]), json.loads(state["history"])
-        self._pending_rng = state["rng"]
-
-
-def _model_with_sizes(model: nn.Module) -> dict[str, Any]:
-    shaped = resize.state_dict_with_shapes(model)
-    return {"model": shaped["state_dict"], "model_sizes": shaped["sizes"]}
 
 
 def _is_classification(output: Any, target: Any) -> bool:
