@@ -21,10 +21,14 @@
 
 namespace kanfast {
 
-// Default feature-buffer size per chunk. CPU: a few MiB keeps a chunk's GEMM operands
-// cache-resident while leaving every GEMM hundreds of rows (bench/kan_linear_ratios.py).
+// Default chunk. CPU: the basis passes are bound by memory traffic once the feature buffer
+// leaves the cache, while the GEMMs run at full speed from a few hundred rows on, so chunks
+// are counted in rows (backward's weight-gradient GEMM contracts over them: it gets more),
+// with a cap on the buffer for very wide layers (measured with bench/kan_linear_ratios.py).
 // GPU: GEMMs need many rows to fill the device; 64 MiB is still small next to its memory.
-constexpr int64_t kCpuChunkBytes = 16 << 20;
+constexpr int64_t kCpuForwardChunkRows = 512;
+constexpr int64_t kCpuBackwardChunkRows = 1024;
+constexpr int64_t kCpuMaxChunkBytes = 32 << 20;
 constexpr int64_t kCudaChunkBytes = 64 << 20;
 
 inline void check_kan_linear_args(const char* op, const at::Tensor& x, const at::Tensor& grid,
@@ -82,7 +86,7 @@ struct KanLinearShape {
 };
 
 inline KanLinearShape kan_linear_shape(const at::Tensor& x, const at::Tensor& spline_weight, bool has_base,
-                                       int64_t chunk_rows) {
+                                       int64_t chunk_rows, bool backward) {
   KanLinearShape s;
   s.rows = x.size(0);
   s.in = x.size(1);
@@ -91,8 +95,12 @@ inline KanLinearShape kan_linear_shape(const at::Tensor& x, const at::Tensor& sp
   s.base_cols = has_base ? s.in : 0;
   s.features = s.base_cols + s.num_bases * s.in;
   if (chunk_rows <= 0) {
-    const int64_t bytes = x.is_cuda() ? kCudaChunkBytes : kCpuChunkBytes;
-    chunk_rows = std::max<int64_t>(64, bytes / std::max<int64_t>(1, s.features * x.element_size()));
+    const int64_t row_bytes = std::max<int64_t>(1, s.features * x.element_size());
+    if (x.is_cuda()) {
+      chunk_rows = std::max<int64_t>(64, kCudaChunkBytes / row_bytes);
+    } else {
+      chunk_rows = std::min(backward ? kCpuBackwardChunkRows : kCpuForwardChunkRows, kCpuMaxChunkBytes / row_bytes);
+    }
   }
   s.chunk_rows = std::max<int64_t>(1, std::min(chunk_rows, s.rows));
   return s;
@@ -128,7 +136,7 @@ template <typename Bases>
 at::Tensor kan_linear_forward_impl(const Bases& bases, const at::Tensor& x, const at::Tensor& base_weight,
                                    const at::Tensor& spline_weight, const at::Tensor& spline_scaler,
                                    const at::Tensor& bias, const std::string& act, int64_t chunk_rows) {
-  const KanLinearShape s = kan_linear_shape(x, spline_weight, base_weight.defined(), chunk_rows);
+  const KanLinearShape s = kan_linear_shape(x, spline_weight, base_weight.defined(), chunk_rows, false);
   at::Tensor y = at::empty({s.rows, s.out}, x.options());
   if (s.rows == 0) return y;
   const at::Tensor weight_t = kan_linear_combined_weight(base_weight, spline_weight, spline_scaler).t();
@@ -155,7 +163,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_i
     const Bases& bases, const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& base_weight,
     const at::Tensor& spline_weight, const at::Tensor& spline_scaler, const std::string& act,
     int64_t chunk_rows, std::array<bool, 4> output_mask) {
-  const KanLinearShape s = kan_linear_shape(x, spline_weight, base_weight.defined(), chunk_rows);
+  const KanLinearShape s = kan_linear_shape(x, spline_weight, base_weight.defined(), chunk_rows, true);
   const bool need_x = output_mask[0];
   const bool need_base = output_mask[1] && base_weight.defined();
   const bool need_scaler = output_mask[3] && spline_scaler.defined();
