@@ -59,6 +59,19 @@ def test_tiny_sweep_ranks_records_failures_and_resumes_exactly_the_deleted_run(t
     assert len(json.loads((out / "results.json").read_text())["runs"]) == 8
 
 
+def test_sweep_through_a_local_ray(tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    config = {**TINY, "repeats": 1}
+    (tmp_path / "sweep.json").write_text(json.dumps(config))
+    assert main([str(tmp_path / "sweep.json"), "--out", str(out), "--workers", "2", "--executor", "ray",
+                 "--no-progress"]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert sorted(runs) == ["apop_r0", "base_r0"]
+    assert all(r["status"] == "ok" for r in runs.values())
+    assert runs["base_r0"]["events"] == 0 and runs["apop_r0"]["events"] == 2
+
+
 def test_a_task_that_raises_fails_its_run(tmp_path):
     task = {**TINY, **sweep_config.expand(sweep_config.load(TINY))[0], "task": "test_sweep:raising_task",
             "out_dir": str(tmp_path)}
