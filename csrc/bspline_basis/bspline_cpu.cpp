@@ -38,17 +38,16 @@ template <typename T, bool kAlongFeatures>
 struct Cursor {
   static constexpr int W = Lanes<T>::width;
   const Extents& e;
-  int64_t groups;  // lane groups per row (features) or per (row, feature) (positions)
   int64_t row, feature, position;
 
   Cursor(const Extents& extents, int64_t item) : e(extents) {
     if (kAlongFeatures) {
-      groups = ceil_div(e.features, W);
+      const int64_t groups = ceil_div(e.features, W);  // lane groups per row
       row = item / groups;
       feature = (item % groups) * W;
       position = 0;
     } else {
-      groups = ceil_div(e.positions, W);
+      const int64_t groups = ceil_div(e.positions, W);  // lane groups per (row, feature)
       row = item / (e.features * groups);
       const int64_t rest = item % (e.features * groups);
       feature = rest / groups;
