@@ -9,6 +9,6 @@ from trainer_cases import Workload
 
 @pytest.mark.parametrize("loop", ["trainer", "plain"])
 def test_training_epoch(benchmark, loop):
-    benchmark.group = "KAN classifier, 512 samples, batch 128, 1 epoch"
-    workload = Workload(samples=512, epochs=1)
+    benchmark.group = "KAN classifier, 512 samples (+256 validation), batch 128, 1 epoch"
+    workload = Workload(samples=512, val_samples=256, epochs=1)
     benchmark(getattr(workload, loop))

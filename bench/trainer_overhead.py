@@ -20,81 +20,21 @@ the interval says whether the repetitions were enough to decide the target (≤ 
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import markdown_table, setup_threads, write_report  # noqa: E402
-from trainer_cases import CLIP, EMA_DECAY, LR, Workload  # noqa: E402
-
-from kanfast.train import Callback, TrainConfig, Trainer  # noqa: E402
+from trainer_cases import Workload  # noqa: E402
 
 TARGET_OVERHEAD = 0.05
 
 
-class ValidatedWorkload(Workload):
-    """trainer_cases.Workload with a validation set that both loops evaluate after each epoch."""
-
-    def __init__(self, val_samples: int, **kwargs) -> None:
-        super().__init__(**kwargs)
-        g = torch.Generator().manual_seed(1)
-        self.val_x = torch.randn(val_samples, self.features, generator=g)
-        self.val_y = torch.randint(0, 10, (val_samples,), generator=g)
-
-    def trainer(self) -> list[dict]:
-        with tempfile.TemporaryDirectory() as out:
-            config = TrainConfig(epochs=self.epochs, batch_size=self.batch, ema_decay=EMA_DECAY, clip_grad_norm=CLIP,
-                                 log_every=50, out_dir=out, progress=False, tensorboard=False)
-            return Trainer(self.model(), lambda p: torch.optim.AdamW(p, lr=LR), F.cross_entropy, (self.x, self.y),
-                           (self.val_x, self.val_y), config, callbacks=[Callback()]).fit()
-
-    def plain(self) -> list[dict]:
-        model = self.model()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
-        ema_model = copy.deepcopy(model).requires_grad_(False)
-        ema, ema_buffers = list(ema_model.parameters()), list(ema_model.buffers())
-        history = []
-        for epoch in range(self.epochs):
-            model.train()
-            loss_sum, steps = torch.zeros(()), 0
-            order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(epoch))
-            for idx in order.split(self.batch):
-                loss = F.cross_entropy(model(self.x[idx]), self.y[idx])
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                with torch.no_grad():
-                    torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1 - EMA_DECAY)
-                    torch._foreach_copy_(ema_buffers, list(model.buffers()))
-                loss_sum += loss.detach()
-                steps += 1
-            history.append({"train_loss": loss_sum.item() / steps, **self._validate(ema_model)})
-        return history
-
-    @torch.no_grad()
-    def _validate(self, model: nn.Module) -> dict:
-        model.eval()
-        loss_sum, correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
-        for start in range(0, len(self.val_x), self.batch):
-            x, y = self.val_x[start:start + self.batch], self.val_y[start:start + self.batch]
-            output = model(x)
-            loss_sum += F.cross_entropy(output, y).double() * len(y)
-            correct += (output.argmax(1) == y).sum()
-        return {"val_loss": loss_sum.item() / len(self.val_x), "val_accuracy": correct.item() / len(self.val_x)}
-
-
-def timed_runs(workload: ValidatedWorkload, repeats: int, warmup: int) -> dict[str, list[float]]:
+def timed_runs(workload: Workload, repeats: int, warmup: int) -> dict[str, list[float]]:
     """Seconds of every run, {"trainer"|"plain": [...]}, pairs in ABBA order."""
     runs = {"trainer": workload.trainer, "plain": workload.plain}
     for _ in range(warmup):
@@ -138,7 +78,7 @@ def main(argv=None) -> int:
     setup_threads(args.threads)
     samples, val_samples, epochs, repeats = ((256, 128, 1, 1) if args.quick else
                                              (args.samples, args.val_samples, args.epochs, args.repeats))
-    workload = ValidatedWorkload(val_samples, samples=samples, batch=args.batch, epochs=epochs)
+    workload = Workload(samples=samples, val_samples=val_samples, batch=args.batch, epochs=epochs)
     times = timed_runs(workload, repeats, warmup=1 if args.quick else 2)
     ratios = [t / p for t, p in zip(times["trainer"], times["plain"])]
     low, high = quartiles(ratios)
