@@ -72,13 +72,12 @@ def main(argv=None) -> int:
     print()
     print(stats + "\n\n" + scoring)
     if args.out:
-        command = "python bench/channel_stats_ratios.py " + " ".join(argv if argv is not None else sys.argv[1:])
         note = (f"Targets: reference ÷ fused ≥ {TARGET_SPEEDUP:.0f} at {CASES[0].label}; scoring every layer adds "
                 f"≤ {TARGET_OVERHEAD:.0%} to a training step. reference: one torch reduction per statistic "
                 "(kanfast/reference/channel_stats.py). Scorers stay attached across steps, as during an epoch; "
                 "'all activity criteria' includes the histogram (entropy) and the backward hooks (taylor).")
         write_report(args.out, "channel_stats: fused op vs multi-pass reference; neuron-scoring overhead",
-                     command.strip(), stats + "\n\n" + scoring + "\n\n" + note)
+                     __file__, argv, stats + "\n\n" + scoring + "\n\n" + note)
     return 0
 
 

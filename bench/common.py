@@ -12,11 +12,14 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from kanfast._io import atomic_write_text
 
 
 def provider_param(name: str):
@@ -87,14 +90,15 @@ def commit() -> str:
         return "unknown"
 
 
-def write_report(path: Path, title: str, command: str, table: str) -> None:
-    """Markdown report with what was measured, where and how; written atomically."""
+def write_report(path: Path, title: str, script: str, argv: list[str] | None, body: str) -> None:
+    """Markdown report with what was measured, where and how; written atomically. script: the
+    benchmark's ``__file__``; argv: its arguments (None: the command line's)."""
+    args = argv if argv is not None else sys.argv[1:]
+    command = " ".join(["python", f"bench/{Path(script).name}", *args])
     text = (f"# {title}\n\n- date: {datetime.date.today().isoformat()}\n- commit: {commit()}\n"
-            f"- machine: {machine_description()}\n- command: `{command}`\n\n{table}\n")
+            f"- machine: {machine_description()}\n- command: `{command}`\n\n{body}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write_text(path, text)
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

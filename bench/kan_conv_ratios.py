@@ -104,11 +104,12 @@ def main(argv=None) -> int:
     if args.plot:
         plot(args.plot, sweep_results, backend)
     if args.out:
-        command = "python bench/kan_conv_ratios.py " + " ".join(argv if argv is not None else sys.argv[1:])
         note = ("floor: one F.conv2d over C·(G+K+1) precomputed channels (input and weight require grad), same "
                 "padding. saved: bytes of the unique storages autograd saves, parameters excluded.")
-        text = f"## Headline case\n\n{markdown_table(header, headline)}\n\n## Sweep (one axis at a time)\n\n{sweep_table}\n\n{note}"
-        write_report(args.out, "KANConv2d: fwd and fwd+bwd time relative to the dense floor", command.strip(), text)
+        text = (f"## Headline case\n\n{markdown_table(header, headline)}\n\n"
+                f"## Sweep (one axis at a time)\n\n{sweep_table}\n\n{note}")
+        write_report(args.out, "KANConv2d: fwd and fwd+bwd time relative to the dense floor", __file__, argv,
+                     text)
     return 0
 
 

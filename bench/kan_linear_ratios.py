@@ -63,11 +63,10 @@ def main(argv=None) -> int:
     print()
     print(table)
     if args.out:
-        command = "python bench/kan_linear_ratios.py " + " ".join(argv if argv is not None else sys.argv[1:])
         note = ("floor: one F.linear over in·(G+K+1) precomputed features (input and weight require grad). "
                 "saved: bytes of the unique storages autograd saves, parameters excluded; x is the layer input.")
         write_report(args.out, "KANLinear: fwd and fwd+bwd time relative to the dense floor",
-                     command.strip(), table + "\n\n" + note)
+                     __file__, argv, table + "\n\n" + note)
     return 0
 
 

@@ -246,12 +246,11 @@ def main(argv=None) -> int:
     print()
     print(table)
     if args.out:
-        command = "python bench/resize_ratios.py " + " ".join(argv if argv is not None else sys.argv[1:])
         note = ("Each run starts from the same model with one Adam step of state; setup is untimed. "
                 "'widen/prune' includes tracing the model (torch.fx) once per layer; the other columns are given "
                 "the coupling groups. Adam moments are gathered with their parameters (not counted in "
                 "'coupled tensors'). Ratios above 1 mean the op is faster.")
-        write_report(args.out, "resize: kanfast.resize with coupled_gather vs a per-tensor loop", command.strip(),
+        write_report(args.out, "resize: kanfast.resize with coupled_gather vs a per-tensor loop", __file__, argv,
                      table + "\n\n" + note)
     return 0
 

@@ -87,10 +87,9 @@ def main(argv=None) -> int:
     table = markdown_table(["workers", "evaluations / min", "speed-up", "efficiency (speed-up ÷ workers)"], rows)
     print(table)
     if args.out:
-        command = "python bench/search_scaling.py " + " ".join(argv if argv is not None else sys.argv[1:])
         note = (f"{count} random genomes of the default search space, {epochs} epochs each on digits, CPU workers "
                 "with 1 thread each; worker start-up excluded.")
-        write_report(args.out, "Search executor: throughput against the number of CPU workers", command.strip(),
+        write_report(args.out, "Search executor: throughput against the number of CPU workers", __file__, argv,
                      table + "\n\n" + note)
     return 0
 

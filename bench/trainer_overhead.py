@@ -96,13 +96,13 @@ def main(argv=None) -> int:
           f"{min(ratios) - 1:+.1%} … {max(ratios) - 1:+.1%}", f"≤ {TARGET_OVERHEAD:.0%}"]])
     print(table)
     if args.out:
-        command = "python bench/trainer_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:])
         note = (f"Overhead: median over {repeats} repetitions (after warm-up) of the paired wall-time ratio "
                 "Trainer ÷ plain, each pair run back to back in alternating order; the confidence interval "
                 "of that median comes from the order statistics of the ratios (sign test), IQR and min … max "
-                "are their spread. ms/step: the median wall time of a run ÷ its optimizer steps. Each run builds its model, trains, validates the EMA weights every epoch "
-                "and (Trainer) writes its metrics files and epoch checkpoints into a temporary directory.")
-        write_report(args.out, "Trainer overhead against a plain training loop", command.strip(),
+                "are their spread. ms/step: the median wall time of a run ÷ its optimizer steps. Each run builds "
+                "its model, trains, validates the EMA weights every epoch and (Trainer) writes its metrics files "
+                "and epoch checkpoints into a temporary directory.")
+        write_report(args.out, "Trainer overhead against a plain training loop", __file__, argv,
                      table + "\n\n" + note)
     return 0
 
