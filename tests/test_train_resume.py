@@ -194,3 +194,40 @@ def test_metric_rows_are_flushed_once_flush_seconds_passed(tmp_path):
     log.write({"kind": "step", "step": 2, "loss": 0.5})
     assert [r["step"] for r in step_rows(tmp_path)] == [1, 2]
     assert (tmp_path / "metrics.csv").read_text().splitlines() == ["kind,step,loss", "step,1,1.0", "step,2,0.5"]
+
+
+def test_the_epoch_end_step_is_checkpointed_once(tmp_path, monkeypatch):
+    # 40 samples, batch 8: 5 steps per epoch; checkpoint_every=5 falls on each epoch's last step
+    from kanfast.train import checkpoint
+
+    written, real_save = [], checkpoint.save
+
+    def recording_save(path, payload):
+        written.append(payload["step"])
+        real_save(path, payload)
+
+    monkeypatch.setattr(checkpoint, "save", recording_save)
+    make_trainer("tensors", tmp_path, epochs=2, checkpoint_every=5).fit()
+    assert written == [5, 10]
+    make_trainer("tensors", tmp_path / "every2", epochs=2, checkpoint_every=2).fit()
+    assert written[2:] == [2, 4, 5, 6, 8, 10]
+
+
+def test_bn_recalibration_mid_epoch_leaves_the_epoch_order_alone(tmp_path):
+    # structure_changed() recalibrates BatchNorm on the training data while the epoch is still
+    # iterating its loader: with persistent workers a second iter() of that loader would restart it
+    class ChangeAt(Callback):
+        def on_step_end(self, trainer, step):
+            if step == 2:
+                trainer.structure_changed()
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 6, generator=g)
+    loader = DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=8, num_workers=1,
+                        persistent_workers=True)
+    model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    config = TrainConfig(epochs=2, batch_size=8, progress=False, out_dir=tmp_path)
+    trainer = Trainer(model, lambda p: torch.optim.SGD(p, lr=0.1), F.cross_entropy, loader, None, config,
+                      callbacks=[ChangeAt()])
+    trainer.fit()
+    assert trainer.step == 10 and [row["epoch"] for row in trainer.history] == [1, 2]

@@ -73,6 +73,14 @@ class TensorBatches:
             yield self.x[idx], self.y[idx]
 
 
+def fresh_loader(loader: DataLoader) -> DataLoader:
+    """A loader over ``loader``'s data with its batching and collation, in order and without
+    workers: for a side pass while ``loader`` itself may be mid-epoch."""
+    if loader.batch_size is None and loader.batch_sampler is not None:  # a user's batch sampler
+        return DataLoader(loader.dataset, batch_sampler=loader.batch_sampler, collate_fn=loader.collate_fn)
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, collate_fn=loader.collate_fn)
+
+
 class LoaderBatches:
     """A DataLoader's batches moved to the device.
 

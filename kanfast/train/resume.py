@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .. import resize
+from ..resize.optim import replace_parameters
 from . import checkpoint
 
 if TYPE_CHECKING:
@@ -45,8 +46,7 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
     # load_resized gives resized tensors new Parameter objects: the optimizer must hold those
     renamed = {before[n]: p for n, p in trainer.model.named_parameters() if n in before and before[n] is not p}
     if renamed:
-        for group in trainer.optimizer.param_groups:
-            group["params"] = [renamed.get(p, p) for p in group["params"]]
+        replace_parameters(trainer.optimizer, renamed, {})  # fresh optimizer: no state to carry
         trainer.recompile()  # a DDP wrapper holds the old parameters
         trainer.rebuild_ema()  # the EMA copy was made at the built shapes
     trainer.optimizer.load_state_dict(state["optimizer"])

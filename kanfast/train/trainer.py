@@ -21,7 +21,7 @@ from . import checkpoint, resume as resume_state
 from .callbacks import Callback, EarlyStopper
 from .config import TrainConfig
 from .bn import recalibrate_bn
-from .data import LoaderBatches, make_batches
+from .data import LoaderBatches, fresh_loader, make_batches
 from .distributed import init_distributed
 from .ema import ModelEMA
 from .metrics_log import MetricsLog
@@ -217,7 +217,9 @@ class Trainer:
         every rank then holds rank 0's parameters and buffers, which settles any randomness of
         the change), then the EMA rebuilt from those weights. Distributed: call it on every rank."""
         if any(isinstance(m, _BatchNorm) and m.track_running_stats for m in self.model.modules()):
-            data = self.train_batches.loader if isinstance(self.train_batches, LoaderBatches) else (
+            # a loader of its own: the epoch in progress may still be iterating the training loader
+            # (with persistent workers a second iter() would restart it)
+            data = fresh_loader(self.train_batches.loader) if isinstance(self.train_batches, LoaderBatches) else (
                 self.train_batches.x, self.train_batches.y)
             recalibrate_bn(self.model, data, max_batches=bn_batches, batch_size=self.config.batch_size,
                            autocast=_AUTOCAST_DTYPES.get(self.config.precision))
@@ -306,9 +308,14 @@ class Trainer:
                 bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
         for callback in self.callbacks:
             callback.on_step_end(self, self.step)
+        # the epoch's last step is checkpointed by _end_epoch, after its epoch row and events
         if config.checkpoint_every is not None and self.step % config.checkpoint_every == 0 \
-                and self._log is not None:
+                and self._log is not None and not self._epoch_ends_here():
             self._submit_checkpoint()
+
+    def _epoch_ends_here(self) -> bool:
+        total = len(self.train_batches)  # None: a loader of unknown length
+        return total is not None and self._batch_in_epoch >= total
 
     def _end_epoch(self) -> None:
         if self._window:
