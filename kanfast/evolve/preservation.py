@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .. import resize
+from ..resize.report import parameter_count
 from ..resize.slots import slots
 from ..train import Trainer
 from .base import Strategy, check_rate
@@ -43,7 +44,7 @@ class FunctionalPreservation(Strategy):
         for layer in scores:
             idx = self.weakest(scores, layer, self.prune_rate)
             self.fading[layer] = {"units": idx.tolist(), "done": 0}
-            count = sum(p.numel() for p in trainer.model.parameters())
+            count = parameter_count(trainer.model)
             self.log(trainer, "fade", layer, idx, count, count, steps=self.preservation_steps)
         return False  # nothing changed shape yet
 

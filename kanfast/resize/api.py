@@ -8,21 +8,17 @@ from torch import nn
 from .apply import Plan, apply_plan
 from .couple import group_for
 from .graph import ResizeError
-from .report import ResizeReport
+from .report import ResizeReport, parameter_count
 
 INITS = ("net2net", "zeros", "random")
-
-
-def _count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _run(op: str, model, name, plan_for, example_inputs, optimizer) -> ResizeReport:
     group = group_for(model, name, example_inputs)
     plan = plan_for(group.units)
-    before = _count(model)
+    before = parameter_count(model)
     changes = apply_plan(model, group, plan, optimizer)
-    return ResizeReport(op, name, group.units, len(plan.src), changes, before, _count(model), list(group.notes))
+    return ResizeReport(op, name, group.units, len(plan.src), changes, before, parameter_count(model), list(group.notes))
 
 
 def widen(model: nn.Module, name: str, new_width: int, *, init: str = "net2net", noise: float = 0.0,

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..nn import KANConv1d, KANConv2d, KANConv3d, KANLinear
 from .graph import ResizeError
-from .report import DeepenReport
+from .report import DeepenReport, parameter_count
 
 KINDS = ("linear", "conv", "kan")
 
@@ -32,10 +32,6 @@ class _Output:
     spatial: int | None  # channels at dim 1 with this many spatial dims; None: features in the last dim
     shape: torch.Size | None  # observed on example_inputs, for modules whose type does not tell
     factory: dict  # device and dtype for the new layer
-
-
-def _count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _observe(model: nn.Module, after: str, module: nn.Module, example_inputs) -> tuple[torch.Size, dict]:
@@ -278,10 +274,10 @@ def deepen(model: nn.Module, after: str, *, kind: str | None = None, kernel_size
 
     for m in new:
         m.train(module.training)  # a fresh BatchNorm in training mode would normalise an eval-mode model
-    before = _count(model)
+    before = parameter_count(model)
     names, renamed = _place(model, after, new)
     params = [p for m in new for p in m.parameters()]
     if group is not None:
         group["params"].extend(params)
     return DeepenReport("deepen", after, {name: f"{type(m).__name__}({m.extra_repr()})" for name, m in zip(names, new)},
-                        sum(p.numel() for p in params), renamed, before, _count(model), notes)
+                        sum(p.numel() for p in params), renamed, before, parameter_count(model), notes)

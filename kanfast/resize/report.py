@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from torch import nn
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
 
 @dataclasses.dataclass(frozen=True)
 class TensorChange:

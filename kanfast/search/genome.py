@@ -13,7 +13,6 @@ import hashlib
 import json
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..nn import KANConv2d, KANLinear
@@ -178,5 +177,3 @@ class Genome:
         return " ".join(parts) + f" {head} lr={self.learning_rate:g}"
 
 
-def parameter_count(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

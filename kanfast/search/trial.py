@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from .._io import atomic_torch_save
 from .data import SplitDataset, load_dataset
-from .genome import Genome, parameter_count
+from ..resize.report import parameter_count
+from .genome import Genome
 
 
 @torch.no_grad()

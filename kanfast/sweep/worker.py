@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..resize.report import parameter_count
 from ..train import TrainConfig, Trainer
 from .config import build_strategy
 from .tasks import build_task
 
 
-def _count(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def run_one(task: dict[str, Any]) -> dict[str, Any]:
     """The executor's evaluator: ``task`` holds the run (see config.expand), the shared training
     settings, ``out_dir`` and the worker's ``device``; returns the run's measurements."""
-    start = time.perf_counter()
     out_dir = Path(task["out_dir"])
     shutil.rmtree(out_dir, ignore_errors=True)  # a rerun must not append to an earlier attempt's files
     torch.manual_seed(task["seed"])
     model, train, val, loss_fn = build_task(task["task"], task["max_samples"])
     strategy = build_strategy(task, example_inputs=train[0][:2])
-    params_before = _count(model)
+    params_before = parameter_count(model)
     config = TrainConfig(epochs=task["epochs"], batch_size=task["batch_size"], seed=task["seed"], out_dir=out_dir,
                          device=task.get("device", "cpu"), progress=False, tensorboard=False)
     lr = task["lr"]
@@ -39,5 +34,4 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
         raise FloatingPointError(f"the validation loss is {final['val_loss']} after epoch {final['epoch']}")
     return {"val_loss": final["val_loss"], "val_accuracy": final.get("val_accuracy"),
             "train_loss": final["train_loss"], "epochs": final["epoch"], "params_before": params_before,
-            "params_after": _count(trainer.model), "events": len(trainer.events),
-            "train_seconds": time.perf_counter() - start}
+            "params_after": parameter_count(trainer.model), "events": len(trainer.events)}
