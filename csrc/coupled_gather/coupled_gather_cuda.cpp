@@ -37,7 +37,8 @@ std::vector<at::Tensor> coupled_gather_cuda(at::TensorList tensors, at::IntArray
   const int64_t m = index.numel();
   if (m > 0 && !tensors.empty()) {  // one sync: the kernel must never read out of bounds
     const auto [lo, hi] = at::aminmax(index);
-    check_index_range(lo.item<int64_t>(), hi.item<int64_t>(), min_n, units.has_value());
+    const at::Tensor range = at::stack({lo, hi}).cpu();  // one device -> host copy
+    check_index_range(range[0].item<int64_t>(), range[1].item<int64_t>(), min_n, units.has_value());
   }
   const std::vector<GatherBlock> blocks = gather_blocks(tensors, layouts, m);
   std::vector<cuda::GatherTensor> table;

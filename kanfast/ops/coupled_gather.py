@@ -88,7 +88,7 @@ def _check_args(tensors, dims, index, scale, fresh, offsets, blocks, units, scal
         if smallest is None or n < smallest[1]:
             smallest = (i, n)
     if m and smallest is not None and not torch.compiler.is_compiling():
-        lo, hi = (int(v) for v in torch.aminmax(index))  # one sync on a GPU: resizing is rare
+        lo, hi = torch.stack(torch.aminmax(index)).tolist()  # one sync on a GPU: resizing is rare
         if lo < 0 or hi >= smallest[1]:
             where = "units" if units is not None else f"the units of tensors[{smallest[0]}] along dims[{smallest[0]}]"
             raise ValueError(f"{OP}: index values must be in [0, {smallest[1]}) ({where}), got values in "

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 
-def _along(vec: torch.Tensor, dim: int, ndim: int) -> torch.Tensor:
+def along(vec: torch.Tensor, dim: int, ndim: int) -> torch.Tensor:
+    """A 1-dim ``vec`` shaped to broadcast along ``dim`` of an ``ndim``-dim tensor."""
     shape = [1] * ndim
     shape[dim] = -1
     return vec.reshape(shape)
@@ -71,8 +72,8 @@ def coupled_gather(tensors: list[torch.Tensor], dims: list[int], index: torch.Te
         size = t.shape[dim]
         o = t.index_select(dim, unit_positions(index, offset, block, n, size))
         if srow >= 0:
-            o = o * _along(per_position(scale[srow].to(t.dtype), offset, block, n, size, 1), dim, t.dim())
+            o = o * along(per_position(scale[srow].to(t.dtype), offset, block, n, size, 1), dim, t.dim())
         if frow >= 0:
-            o = o.masked_fill(_along(per_position(fresh[frow], offset, block, n, size, False), dim, t.dim()), 0)
+            o = o.masked_fill(along(per_position(fresh[frow], offset, block, n, size, False), dim, t.dim()), 0)
         out.append(o.contiguous())
     return out

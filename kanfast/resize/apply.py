@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .. import ops, reference
-from ..reference.coupled_gather import per_position, unit_positions
+from ..reference.coupled_gather import along, per_position, unit_positions
 from .couple import Group, Member
 from .graph import ResizeError
 from .optim import per_element_state, replace_parameters
@@ -31,12 +31,6 @@ class Plan:
     random_outgoing: bool = False
     noise: float = 0.0  # replicas' incoming weights get noise·mean|weight|·N(0, 1)
     generator: torch.Generator | None = None
-
-
-def _along(vec: torch.Tensor, dim: int, ndim: int) -> torch.Tensor:
-    shape = [1] * ndim
-    shape[dim] = -1
-    return vec.reshape(shape)
 
 
 class _Gathers:
@@ -104,7 +98,7 @@ class _Tensor:
         device = self.value.device
 
         def spread(per_unit, fill):
-            return _along(per_position(per_unit.to(device), member.offset, member.block, n, size, fill), dim, ndim)
+            return along(per_position(per_unit.to(device), member.offset, member.block, n, size, fill), dim, ndim)
 
         if self.initial is not None:  # an earlier slice of this tensor: move its marks along
             units = torch.where(plan.fresh, 0, plan.src).to(device)

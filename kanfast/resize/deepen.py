@@ -10,10 +10,10 @@ from torch import nn
 from ..nn import KANConv1d, KANConv2d, KANConv3d, KANLinear
 from .graph import ResizeError
 from .report import DeepenReport, parameter_count
+from .rules import KAN_CONV, LINEAR
 
 KINDS = ("linear", "conv", "kan")
 
-_FEATURES_LAST = (nn.Linear, KANLinear)
 # Modules whose output has channels at dim 1, by their number of spatial dims.
 _CHANNELS_FIRST = {
     nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3,
@@ -21,7 +21,6 @@ _CHANNELS_FIRST = {
 }
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_KAN_CONV = (KANConv1d, KANConv2d, KANConv3d)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +63,10 @@ def _observe(model: nn.Module, after: str, module: nn.Module, example_inputs) ->
 
 
 def _output_of(model: nn.Module, after: str, module: nn.Module, example_inputs) -> _Output:
-    if isinstance(module, _FEATURES_LAST) or type(module) in _CHANNELS_FIRST:
+    if isinstance(module, LINEAR) or type(module) in _CHANNELS_FIRST:
         weight = next(module.parameters())
         factory = {"device": weight.device, "dtype": weight.dtype}
-        if isinstance(module, _FEATURES_LAST):
+        if isinstance(module, LINEAR):
             return _Output(module.out_features, None, None, factory)
         return _Output(module.out_channels, _CHANNELS_FIRST[type(module)], None, factory)
     if example_inputs is None:
@@ -139,7 +138,7 @@ def _greville(grid: torch.Tensor, order: int) -> torch.Tensor:
 def _identity_kan(n: int, spatial: int | None, options: dict, factory: dict) -> nn.Module:
     try:
         layer = KANLinear(n, n, **options, **factory) if spatial is None else \
-            _KAN_CONV[spatial - 1](n, n, 1, **options, **factory)
+            KAN_CONV[spatial - 1](n, n, 1, **options, **factory)
     except (TypeError, ValueError) as e:
         raise ResizeError(f"kan_options: {e}") from e
     with torch.no_grad():
