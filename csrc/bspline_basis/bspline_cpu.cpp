@@ -220,10 +220,11 @@ KnotTables<T>::KnotTables(const T* grid, int64_t features_, int num_knots_, int 
   for (int64_t c = 0; c < features; ++c) {
     const T* t = grid + c * num_knots;
     for (int j = 0; j < num_knots; ++j) {
-      TORCH_CHECK(std::isfinite(t[j]), "grid: knots must be finite, got grid[", c, ", ", j,
-                  "] = ", t[j]);
-      TORCH_CHECK(j == 0 || t[j] >= t[j - 1], "grid: knots must be non-decreasing along dim 1, but grid[",
-                  c, ", ", j, "] = ", t[j], " < grid[", c, ", ", j - 1, "] = ", t[j - 1]);
+      // The Python wrappers leave these checks to the C++ ops: the knots are read here anyway.
+      TORCH_CHECK_VALUE(std::isfinite(t[j]), "grid must hold finite knots, got grid[", c, ", ", j, "] = ", t[j]);
+      TORCH_CHECK_VALUE(j == 0 || t[j] >= t[j - 1],
+                        "grid must be non-decreasing along dim 1 (one knot vector per feature), but grid[", c,
+                        ", ", j, "] = ", t[j], " < grid[", c, ", ", j - 1, "] = ", t[j - 1]);
       table[offset(j, 0) + c] = t[j];
       for (int k = 1; k <= order && j + k < num_knots; ++k) {
         table[offset(j, k) + c] = knot_span_reciprocal(t[j], t[j + k]);

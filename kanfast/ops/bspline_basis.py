@@ -6,7 +6,7 @@ import torch
 
 from .. import _backend
 from .. import reference
-from ._checks import check_bspline_args
+from ._checks import check_bspline_args, check_knots
 
 
 def bspline_basis(x: torch.Tensor, grid: torch.Tensor, spline_order: int, *, backend: str | None = None) -> torch.Tensor:
@@ -18,6 +18,7 @@ def bspline_basis(x: torch.Tensor, grid: torch.Tensor, spline_order: int, *, bac
     """
     check_bspline_args("bspline_basis", x, grid, spline_order, feature_dim=-1)
     name = _backend.choose("bspline_basis", x.device, backend)
+    check_knots("bspline_basis", grid, name)
     if name in ("cpp", "cuda"):
         return torch.ops.kanfast.bspline_basis(x, grid, spline_order)
     if name == "triton":

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend, reference
-from ._checks import check_base_activation, check_bspline_args, check_tensor
+from ._checks import check_base_activation, check_bspline_args, check_knots, check_tensor
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -122,6 +122,7 @@ def kan_conv(
         x = F.pad(x, [p for pair in reversed(pairs) for p in pair], mode=padding_mode)
         pairs = ((0, 0),) * dims
     name = _backend.choose(op, x.device, backend)
+    check_knots(op, grid, name)
     if name == "reference":
         y = reference.kan_conv(x, grid, base_weight, spline_weight, bias, spline_order=spline_order,
                                base_activation=base_activation, stride=stride, padding=pairs, dilation=dilation,

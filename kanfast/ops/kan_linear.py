@@ -10,7 +10,7 @@ import torch
 
 from .. import _backend
 from .. import reference
-from ._checks import check_base_activation, check_bspline_args, check_weight
+from ._checks import check_base_activation, check_bspline_args, check_knots, check_weight
 
 
 def kan_linear(
@@ -55,6 +55,7 @@ def kan_linear(
     leading = x.shape[:-1]
     x2 = x.reshape(-1, in_features)
     name = _backend.choose("kan_linear", x.device, backend)
+    check_knots("kan_linear", grid, name)
     args = (x2, grid, base_weight, spline_weight, spline_scaler, bias, spline_order, base_activation, chunk_rows or 0)
     if name in ("cpp", "cuda"):
         y = torch.ops.kanfast.kan_linear(*args)
