@@ -223,6 +223,30 @@ def test_opcheck_compiled():
     torch.library.opcheck(torch.ops.kanfast.kan_linear_backward.default, args)
 
 
+def test_reused_scratch_buffers_across_shapes_dtypes_and_threads():
+    # The C++ CPU kernels keep their chunk buffers per thread between calls: a later call with
+    # a smaller or larger chunk, another dtype, or from another thread must not see stale data.
+    if not _backend.load_library():
+        pytest.skip("compiled library not loaded")
+    import concurrent.futures
+
+    cases = [_params(batch, 6, 4, dtype=dtype) for batch, dtype in
+             [(300, torch.float32), (17, torch.float32), (300, torch.float64), (1200, torch.float32), (5, torch.float64)]]
+
+    def check(p):
+        y, grads, grad_out = _grads(p, "cpp", chunk_rows=128)
+        p64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
+        y_ref, grads_ref, _ = _grads(p64, "reference", grad_out.double())
+        assert_close(y, y_ref, "kan_linear_output")
+        for name, g in grads.items():
+            assert_close(g, grads_ref[name], "kan_linear_grad")
+
+    for p in cases:
+        check(p)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(check, cases * 2))
+
+
 @pytest.mark.parametrize("backend", [p for p in BACKENDS if p.id == "triton"])
 def test_opcheck_triton(backend):
     from kanfast.triton.kan_linear import kan_linear_triton

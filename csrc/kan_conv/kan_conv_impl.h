@@ -22,6 +22,7 @@
 
 #include "../bspline_basis/bspline_bases.h"
 #include "../common/base_activation.h"
+#include "../common/scratch.h"
 
 namespace kanfast {
 
@@ -174,7 +175,7 @@ at::Tensor kan_conv_forward_impl(const Bases& bases, const at::Tensor& x, const 
   const at::Tensor weight = kan_conv_combined_weight(base_weight, spline_weight);
   const std::vector<int64_t> no_output_padding(g.dims, 0);
   at::Tensor y;
-  const at::Tensor buffer = at::empty(feature_sizes(x, s.chunk, s), x.options());
+  const at::Tensor buffer = scratch(ScratchSlot::kFeatures, feature_sizes(x, s.chunk, s), x.options());
   for (int64_t r0 = 0; r0 < std::max<int64_t>(s.batch, 1); r0 += s.chunk) {
     const int64_t rc = std::min(s.chunk, s.batch - r0);
     const at::Tensor feats = buffer.narrow(0, 0, rc);
@@ -208,12 +209,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
 
   at::Tensor grad_x, grad_weight;  // grad_weight: gradient of W_c
   if (need_x) grad_x = at::empty_like(x);
-  if (need_weights) grad_weight = at::zeros_like(weight);
   if (s.batch > 0 && (need_x || need_weights)) {
     // Features and their gradient from one pass over the recursion: the input gradient of the
     // convolution comes first (it does not read the features), then the fused basis pass
     // writes the features for the weight gradient while it contracts grad_feats into grad_x.
-    const at::Tensor buffer = at::empty(feature_sizes(x, s.chunk, s), x.options());
+    const at::Tensor buffer = scratch(ScratchSlot::kFeatures, feature_sizes(x, s.chunk, s), x.options());
     for (int64_t r0 = 0; r0 < s.batch; r0 += s.chunk) {
       const int64_t rc = std::min(s.chunk, s.batch - r0);
       const at::Tensor x_chunk = x.narrow(0, r0, rc);
@@ -245,18 +245,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
         kan_conv_features(bases, s, act, x_chunk, feats);
       }
       if (need_weights) {
-        grad_weight.add_(std::get<1>(at::convolution_backward(
+        const at::Tensor chunk_grad = std::get<1>(at::convolution_backward(
             g_chunk, pad_features(feats, g), weight, std::nullopt, g.stride, g.padding, g.dilation, false,
-            no_output_padding, g.groups, {false, true, false})));
+            no_output_padding, g.groups, {false, true, false}));
+        if (r0 == 0) {
+          grad_weight = chunk_grad;
+        } else {
+          grad_weight.add_(chunk_grad);
+        }
       }
     }
   }
+  if (need_weights && !grad_weight.defined()) grad_weight = at::zeros_like(weight);  // empty batch
 
   at::Tensor grad_base, grad_spline;
   if (need_weights) {
     std::vector<int64_t> sizes{s.out, s.in / g.groups, s.slots};
     for (int64_t d = 3; d < spline_weight.dim(); ++d) sizes.push_back(spline_weight.size(d));
-    const at::Tensor per_slot = grad_weight.view(sizes);
+    const at::Tensor per_slot = grad_weight.reshape(sizes);
     if (need_base) grad_base = per_slot.select(2, 0).contiguous();
     if (output_mask[2]) grad_spline = per_slot.narrow(2, s.base_slots, s.num_bases).contiguous();
   }

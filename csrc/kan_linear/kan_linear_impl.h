@@ -17,18 +17,18 @@
 #include <tuple>
 
 #include "../common/base_activation.h"
+#include "../common/scratch.h"
 #include "../bspline_basis/bspline_bases.h"
 
 namespace kanfast {
 
 // Default chunk. CPU: the basis passes are bound by memory traffic once the feature buffer
 // leaves the cache, while the GEMMs run at full speed from a few hundred rows on, so chunks
-// are counted in rows (backward's weight-gradient GEMM contracts over them: it gets more),
-// with a cap on the buffer for very wide layers (measured with bench/kan_linear_ratios.py).
+// are counted in rows, capped for very wide layers at the largest buffer a thread keeps for
+// reuse (common/scratch.h) (measured with bench/kan_linear_ratios.py).
 // GPU: GEMMs need many rows to fill the device; 64 MiB is still small next to its memory.
-constexpr int64_t kCpuForwardChunkRows = 512;
-constexpr int64_t kCpuBackwardChunkRows = 1024;
-constexpr int64_t kCpuMaxChunkBytes = 32 << 20;
+constexpr int64_t kCpuChunkRows = 1024;
+constexpr int64_t kCpuMaxChunkBytes = kMaxRetainedScratchBytes;
 constexpr int64_t kCudaChunkBytes = 64 << 20;
 
 inline void check_kan_linear_args(const char* op, const at::Tensor& x, const at::Tensor& grid,
@@ -86,7 +86,7 @@ struct KanLinearShape {
 };
 
 inline KanLinearShape kan_linear_shape(const at::Tensor& x, const at::Tensor& spline_weight, bool has_base,
-                                       int64_t chunk_rows, bool backward) {
+                                       int64_t chunk_rows) {
   KanLinearShape s;
   s.rows = x.size(0);
   s.in = x.size(1);
@@ -99,19 +99,29 @@ inline KanLinearShape kan_linear_shape(const at::Tensor& x, const at::Tensor& sp
     if (x.is_cuda()) {
       chunk_rows = std::max<int64_t>(64, kCudaChunkBytes / row_bytes);
     } else {
-      chunk_rows = std::min(backward ? kCpuBackwardChunkRows : kCpuForwardChunkRows, kCpuMaxChunkBytes / row_bytes);
+      chunk_rows = std::min(kCpuChunkRows, kCpuMaxChunkBytes / row_bytes);
     }
   }
   s.chunk_rows = std::max<int64_t>(1, std::min(chunk_rows, s.rows));
   return s;
 }
 
-// W_c: (out, F); the spline block is permuted to the basis-major feature order.
+// W_c: (out, F); the spline block is permuted to the basis-major feature order. Written in
+// place (no cat, no temporary for the scaled spline weight): this runs on every call.
 inline at::Tensor kan_linear_combined_weight(const at::Tensor& base_weight, const at::Tensor& spline_weight,
                                              const at::Tensor& spline_scaler) {
-  at::Tensor spline = spline_scaler.defined() ? spline_weight * spline_scaler.unsqueeze(-1) : spline_weight;
-  spline = spline.permute({0, 2, 1}).reshape({spline.size(0), -1});
-  return base_weight.defined() ? at::cat({base_weight, spline}, 1) : spline.contiguous();
+  const int64_t out = spline_weight.size(0), in = spline_weight.size(1), num_bases = spline_weight.size(2);
+  const int64_t base_cols = base_weight.defined() ? in : 0;
+  at::Tensor weight = at::empty({out, base_cols + num_bases * in}, spline_weight.options());
+  if (base_cols > 0) weight.narrow(1, 0, in).copy_(base_weight);
+  at::Tensor spline = weight.narrow(1, base_cols, num_bases * in).view({out, num_bases, in});
+  const at::Tensor per_basis = spline_weight.permute({0, 2, 1});
+  if (spline_scaler.defined()) {
+    at::mul_out(spline, per_basis, spline_scaler.unsqueeze(1));
+  } else {
+    spline.copy_(per_basis);
+  }
+  return weight;
 }
 
 // The spline block of a (rows, F) feature buffer as the (rows, in, nb, 1) view the bases take.
@@ -136,11 +146,11 @@ template <typename Bases>
 at::Tensor kan_linear_forward_impl(const Bases& bases, const at::Tensor& x, const at::Tensor& base_weight,
                                    const at::Tensor& spline_weight, const at::Tensor& spline_scaler,
                                    const at::Tensor& bias, const std::string& act, int64_t chunk_rows) {
-  const KanLinearShape s = kan_linear_shape(x, spline_weight, base_weight.defined(), chunk_rows, false);
+  const KanLinearShape s = kan_linear_shape(x, spline_weight, base_weight.defined(), chunk_rows);
   at::Tensor y = at::empty({s.rows, s.out}, x.options());
   if (s.rows == 0) return y;
   const at::Tensor weight_t = kan_linear_combined_weight(base_weight, spline_weight, spline_scaler).t();
-  const at::Tensor buffer = at::empty({s.chunk_rows, s.features}, x.options());
+  const at::Tensor buffer = scratch(ScratchSlot::kFeatures, {s.chunk_rows, s.features}, x.options());
   for (int64_t r0 = 0; r0 < s.rows; r0 += s.chunk_rows) {
     const int64_t rc = std::min(s.chunk_rows, s.rows - r0);
     const at::Tensor feats = buffer.narrow(0, 0, rc);
@@ -163,7 +173,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_i
     const Bases& bases, const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& base_weight,
     const at::Tensor& spline_weight, const at::Tensor& spline_scaler, const std::string& act,
     int64_t chunk_rows, std::array<bool, 4> output_mask) {
-  const KanLinearShape s = kan_linear_shape(x, spline_weight, base_weight.defined(), chunk_rows, true);
+  const KanLinearShape s = kan_linear_shape(x, spline_weight, base_weight.defined(), chunk_rows);
   const bool need_x = output_mask[0];
   const bool need_base = output_mask[1] && base_weight.defined();
   const bool need_scaler = output_mask[3] && spline_scaler.defined();
@@ -178,8 +188,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_i
         need_x ? kan_linear_combined_weight(base_weight, spline_weight, spline_scaler) : at::Tensor();
     // grad_feats comes first (it needs no bases) so that one pass over the recursion then
     // yields both the features for grad_weight and grad_x.
-    const at::Tensor feats_buffer = need_weights ? at::empty({s.chunk_rows, s.features}, x.options()) : at::Tensor();
-    const at::Tensor grad_buffer = need_x ? at::empty({s.chunk_rows, s.features}, x.options()) : at::Tensor();
+    const at::Tensor feats_buffer =
+        need_weights ? scratch(ScratchSlot::kFeatures, {s.chunk_rows, s.features}, x.options()) : at::Tensor();
+    const at::Tensor grad_buffer =
+        need_x ? scratch(ScratchSlot::kFeatureGrad, {s.chunk_rows, s.features}, x.options()) : at::Tensor();
     for (int64_t r0 = 0; r0 < s.rows; r0 += s.chunk_rows) {
       const int64_t rc = std::min(s.chunk_rows, s.rows - r0);
       const at::Tensor x_chunk = x.narrow(0, r0, rc);
