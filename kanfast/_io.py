@@ -39,6 +39,15 @@ def atomic_torch_save(path: str | Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def append_jsonl(path: str | Path, record: Any, *, sort_keys: bool = False) -> None:
+    """Appends one JSON line and fsyncs it: once this returns, the record survives a crash.
+    A crash during the write leaves at most a cut-short last line, which read_jsonl skips."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record, sort_keys=sort_keys) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def read_jsonl(path: str | Path) -> list[Any]:
     """The records of an append-only JSONL file (none if it is missing). A line that does not
     parse is the last one of a crashed writer, cut short, and is skipped."""

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import torch
 
-from .._io import atomic_write_text, read_jsonl
+from .._io import append_jsonl, atomic_write_text, read_jsonl
 
 
 class RunDirectory:
@@ -43,10 +43,7 @@ class RunDirectory:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def append_evaluation(self, record: dict[str, Any]) -> None:
-        with open(self.path / "evaluations.jsonl", "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.path / "evaluations.jsonl", record, sort_keys=True)
 
     def evaluations(self) -> list[dict[str, Any]]:
         """Every finished evaluation; one cut short by a crash simply runs again."""

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from tqdm import tqdm
 
-from .._io import atomic_write_text, read_jsonl
+from .._io import append_jsonl, atomic_write_text, read_jsonl
 from ..search.executor import LocalExecutor, Outcome, default_devices
 from . import config as sweep_config
 from .summary import markdown, summarize, to_csv
@@ -127,10 +127,7 @@ def run(config: str | Path | Mapping[str, Any] | None = None, *, out: str | Path
                 pool.submit(job["run_id"], {**job, **shared, "out_dir": str(out / "runs" / job["run_id"])})
             for outcome in pool.poll(timeout=1.0):
                 record = _record(by_id[outcome.task_id], outcome)
-                with open(out / "runs.jsonl", "a") as f:
-                    f.write(json.dumps(record, sort_keys=True) + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+                append_jsonl(out / "runs.jsonl", record, sort_keys=True)
                 records[record["run_id"]] = record
                 _write_reports(out, config, order, records)
                 bar.update(1)

@@ -22,12 +22,11 @@ import csv
 import io
 import json
 import numbers
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text, read_jsonl
+from .._io import append_jsonl, atomic_write_text, read_jsonl
 
 
 def _tensorboard_writer(directory: Path, wanted: bool | None):
@@ -76,10 +75,7 @@ class MetricsLog:
             self.flush()
 
     def event(self, record: dict[str, Any]) -> None:
-        with open(self.events_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.events_path, record)
 
     def rewrite_events(self, events: list[dict[str, Any]]) -> None:
         """After an event changed (a strategy fills in the metric that followed it)."""
