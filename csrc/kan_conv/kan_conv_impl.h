@@ -22,6 +22,7 @@
 
 #include "../bspline_basis/bspline_bases.h"
 #include "../common/base_activation.h"
+#include "../common/chunks.h"
 #include "../common/scratch.h"
 
 namespace kanfast {
@@ -131,7 +132,7 @@ inline KanConvShape kan_conv_shape(const at::Tensor& x, const at::Tensor& spline
   for (int64_t d = 2; d < x.dim(); ++d) s.sites *= x.size(d);
   if (chunk_rows <= 0) {
     const int64_t bytes = x.is_cuda() ? kConvCudaChunkBytes : kConvCpuChunkBytes;
-    chunk_rows = bytes / std::max<int64_t>(1, s.in * s.slots * s.sites * x.element_size());
+    chunk_rows = balanced_chunk(s.batch, bytes / std::max<int64_t>(1, s.in * s.slots * s.sites * x.element_size()));
   }
   s.chunk = std::max<int64_t>(1, std::min(chunk_rows, s.batch));
   return s;

@@ -17,6 +17,7 @@
 #include <tuple>
 
 #include "../common/base_activation.h"
+#include "../common/chunks.h"
 #include "../common/scratch.h"
 #include "../bspline_basis/bspline_bases.h"
 
@@ -96,11 +97,9 @@ inline KanLinearShape kan_linear_shape(const at::Tensor& x, const at::Tensor& sp
   s.features = s.base_cols + s.num_bases * s.in;
   if (chunk_rows <= 0) {
     const int64_t row_bytes = std::max<int64_t>(1, s.features * x.element_size());
-    if (x.is_cuda()) {
-      chunk_rows = std::max<int64_t>(64, kCudaChunkBytes / row_bytes);
-    } else {
-      chunk_rows = std::min(kCpuChunkRows, kCpuMaxChunkBytes / row_bytes);
-    }
+    const int64_t max_rows = x.is_cuda() ? std::max<int64_t>(64, kCudaChunkBytes / row_bytes)
+                                         : std::min(kCpuChunkRows, kCpuMaxChunkBytes / row_bytes);
+    chunk_rows = balanced_chunk(s.rows, max_rows);
   }
   s.chunk_rows = std::max<int64_t>(1, std::min(chunk_rows, s.rows));
   return s;
