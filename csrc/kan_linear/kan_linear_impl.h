@@ -25,8 +25,8 @@ namespace kanfast {
 
 // Default chunk. CPU: the basis passes are bound by memory traffic once the feature buffer
 // leaves the cache, while the GEMMs run at full speed from a few hundred rows on, so chunks
-// are counted in rows, capped for very wide layers at the largest buffer a thread keeps for
-// reuse (common/scratch.h) (measured with bench/kan_linear_ratios.py).
+// are counted in rows (measured with bench/kan_linear_ratios.py); very wide layers get fewer,
+// so that the buffer stays one a thread keeps for reuse (common/scratch.h).
 // GPU: GEMMs need many rows to fill the device; 64 MiB is still small next to its memory.
 constexpr int64_t kCpuChunkRows = 1024;
 constexpr int64_t kCpuMaxChunkBytes = kMaxRetainedScratchBytes;
