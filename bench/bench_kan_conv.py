@@ -7,7 +7,7 @@ import pytest
 from kan_conv_cases import HEADLINE, Problem
 from common import provider_param
 
-PROVIDERS = ["floor", "cpp", "reference"]
+PROVIDERS = ["floor", "floor_channels_last", "cpp", "reference"]
 
 
 @pytest.mark.parametrize("provider", [provider_param(p) for p in PROVIDERS])

@@ -23,13 +23,14 @@ from kanfast._io import atomic_write_text
 
 
 def provider_param(name: str):
-    """A pytest param for a benchmark provider: "floor" and "reference" always run, a kanfast
+    """A pytest param for a benchmark provider: the floors and "reference" always run, a kanfast
     backend is skipped with the reason it cannot run here."""
     import pytest
 
     from kanfast import _backend
 
-    reason = None if name in ("floor", "reference") else _backend.why_not(name, torch.device("cpu"))
+    always = name.startswith("floor") or name == "reference"
+    reason = None if always else _backend.why_not(name, torch.device("cpu"))
     return pytest.param(name, id=name, marks=[pytest.mark.skip(reason=reason)] if reason else [])
 
 

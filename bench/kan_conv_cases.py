@@ -1,5 +1,7 @@
 """KANConv2d benchmark cases and providers: kanfast (a backend), the in-project reference, and
-the dense floor — one F.conv2d over C·(G+K+1) precomputed channels (DESIGN.md §5)."""
+the dense floor — one F.conv2d over C·(G+K+1) precomputed channels (DESIGN.md §5), in NCHW
+("floor", the inputs' layout) and in channels-last ("floor_channels_last": the CPU kernels
+convolve channels-last features internally, so this is the floor they compete with)."""
 
 from __future__ import annotations
 
@@ -56,13 +58,17 @@ class Problem:
         self.bias = rand(c.out_channels)
         self.features = rand(c.batch, c.in_channels * (nb + 1), c.size, c.size)
         self.floor_weight = rand(c.out_channels, c.in_channels * (nb + 1), c.kernel, c.kernel, scale=0.1)
+        channels_last = torch.channels_last
+        self.features_cl = self.features.detach().contiguous(memory_format=channels_last).requires_grad_()
+        self.floor_weight_cl = self.floor_weight.detach().contiguous(memory_format=channels_last).requires_grad_()
         self.padding = c.kernel // 2
         out_size = c.size + 2 * self.padding - c.kernel + 1
         self.grad_out = torch.randn(c.batch, c.out_channels, out_size, out_size, generator=gen, dtype=dtype)
+        self.grad_out_cl = self.grad_out.contiguous(memory_format=channels_last)
 
     @property
     def parameters(self):
-        return [self.base_weight, self.spline_weight, self.bias, self.floor_weight, self.grid]
+        return [self.base_weight, self.spline_weight, self.bias, self.floor_weight, self.floor_weight_cl, self.grid]
 
     def input_bytes(self) -> int:
         return self.x.numel() * self.x.element_size()
@@ -70,6 +76,8 @@ class Problem:
     def forward(self, provider: str) -> torch.Tensor:
         if provider == "floor":
             return F.conv2d(self.features, self.floor_weight, self.bias, padding=self.padding)
+        if provider == "floor_channels_last":
+            return F.conv2d(self.features_cl, self.floor_weight_cl, self.bias, padding=self.padding)
         return ops.kan_conv(self.x, self.grid, self.base_weight, self.spline_weight, self.bias,
                             spline_order=self.case.spline_order, padding=self.padding, backend=provider)
 
@@ -79,8 +87,8 @@ class Problem:
                 self.forward(provider)
 
         def forward_backward():
-            self.forward(provider).backward(self.grad_out)
-            for t in (self.x, self.features, *self.parameters):
+            self.forward(provider).backward(self.grad_out_cl if provider == "floor_channels_last" else self.grad_out)
+            for t in (self.x, self.features, self.features_cl, *self.parameters):
                 t.grad = None
 
         return forward_backward if backward else forward_only

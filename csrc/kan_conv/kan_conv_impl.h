@@ -1,15 +1,15 @@
 // The fused KANConvNd (N = 1, 2, 3), written once for any device: `Bases` supplies the basis
 // kernels (CpuBases, CudaBases) and ATen the vendor convolution.
 //
-// Per chunk of images the layer is one convolution over expanded channels
-//   feats[:, c·(b+nb) + 0]     = act(x[:, c])            (b = 1 with a base path, else 0)
-//   feats[:, c·(b+nb) + b + j] = B_j(x[:, c])
-//   y = conv(feats, W_c) + bias,  W_c = cat(base_weight[:, :, None], spline_weight) viewed as
-//                                  (out, in/groups·(b+nb), *k)
-// so a group's expanded channels stay contiguous and grouped/depthwise convs work unchanged.
-// Bases are computed once per input element (never per unfolded patch); zero padding applies
-// to the expanded channels (padded sites contribute nothing, as in DESIGN.md §2). Backward
-// recomputes the features per chunk: autograd saves only x and the weights.
+// Per chunk of images the layer is one convolution over expanded channels, b + nb per input
+// channel c (b = 1 with a base path, else 0): act(x[:, c]) and B_j(x[:, c]), j < nb, and
+//   y = conv(feats, W_c) + bias,  W_c holding base_weight and spline_weight in the same order.
+// feature_layout.h says where each expanded channel sits: channel-major (c·(b+nb) + slot, so a
+// group's expanded channels stay contiguous and grouped/depthwise convs work unchanged) or
+// slot-major channels-last (faster on the CPU). Bases are computed once per input element
+// (never per unfolded patch); zero padding applies to the expanded channels (padded sites
+// contribute nothing, as in DESIGN.md §2). Backward recomputes the features per chunk:
+// autograd saves only x and the weights.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -24,6 +24,7 @@
 #include "../common/base_activation.h"
 #include "../common/chunks.h"
 #include "../common/scratch.h"
+#include "feature_layout.h"
 
 namespace kanfast {
 
@@ -116,11 +117,12 @@ inline void check_kan_conv_args(const char* op, const at::Tensor& x, const at::T
 
 struct KanConvShape {
   int64_t batch, in, out, num_bases, base_slots, slots, sites, chunk;
+  FeatureLayout layout;
   // slots = base_slots + num_bases expanded channels per input channel; sites = prod(spatial)
 };
 
 inline KanConvShape kan_conv_shape(const at::Tensor& x, const at::Tensor& spline_weight, bool has_base,
-                                   int64_t chunk_rows) {
+                                   int64_t groups, int64_t chunk_rows) {
   KanConvShape s;
   s.batch = x.size(0);
   s.in = x.size(1);
@@ -128,8 +130,8 @@ inline KanConvShape kan_conv_shape(const at::Tensor& x, const at::Tensor& spline
   s.num_bases = spline_weight.size(2);
   s.base_slots = has_base ? 1 : 0;
   s.slots = s.base_slots + s.num_bases;
-  s.sites = 1;
-  for (int64_t d = 2; d < x.dim(); ++d) s.sites *= x.size(d);
+  s.sites = spatial_sites(x);
+  s.layout = choose_feature_layout(x, groups);
   if (chunk_rows <= 0) {
     const int64_t bytes = x.is_cuda() ? kConvCudaChunkBytes : kConvCpuChunkBytes;
     chunk_rows = balanced_chunk(s.batch, bytes / std::max<int64_t>(1, s.in * s.slots * s.sites * x.element_size()));
@@ -138,21 +140,12 @@ inline KanConvShape kan_conv_shape(const at::Tensor& x, const at::Tensor& spline
   return s;
 }
 
-// W_c: (out, in/groups·slots, *k)
-inline at::Tensor kan_conv_combined_weight(const at::Tensor& base_weight, const at::Tensor& spline_weight) {
-  at::Tensor w = base_weight.defined() ? at::cat({base_weight.unsqueeze(2), spline_weight}, 2) : spline_weight;
-  std::vector<int64_t> sizes{w.size(0), w.size(1) * w.size(2)};
-  for (int64_t d = 3; d < w.dim(); ++d) sizes.push_back(w.size(d));
-  return w.reshape(sizes);
-}
-
 // Writes the expanded channels of x_chunk (n, C, *spatial) into feats (n, C·slots, *spatial).
 template <typename Bases>
 void kan_conv_features(const Bases& bases, const KanConvShape& s, const std::string& act, const at::Tensor& x_chunk,
                        const at::Tensor& feats) {
-  const int64_t n = x_chunk.size(0);
-  const at::Tensor x3 = x_chunk.view({n, s.in, s.sites});
-  const at::Tensor f4 = feats.view({n, s.in, s.slots, s.sites});
+  const at::Tensor x3 = element_view(x_chunk, s.layout);
+  const at::Tensor f4 = slot_view(feats, s.in, s.slots, s.layout);
   if (s.base_slots > 0) base_activation_forward(act, x3, f4.select(2, 0));
   bases.forward(x3, f4.narrow(2, s.base_slots, s.num_bases));
 }
@@ -161,22 +154,31 @@ inline at::Tensor pad_features(const at::Tensor& feats, const KanConvGeometry& g
   return g.asymmetric() ? at::constant_pad_nd(feats, g.extra_padding, 0) : feats;
 }
 
-inline std::vector<int64_t> feature_sizes(const at::Tensor& x, int64_t rows, const KanConvShape& s) {
+// The chunk's feature buffer, (rows, C·slots, *spatial) in memory_format(s.layout).
+inline at::Tensor feature_buffer(const at::Tensor& x, int64_t rows, const KanConvShape& s) {
   std::vector<int64_t> sizes{rows, s.in * s.slots};
   for (int64_t d = 2; d < x.dim(); ++d) sizes.push_back(x.size(d));
-  return sizes;
+  if (s.layout == FeatureLayout::kChannelMajor) return scratch(ScratchSlot::kFeatures, sizes, x.options());
+  std::vector<int64_t> memory{rows};  // (rows, *spatial, C·slots)
+  memory.insert(memory.end(), sizes.begin() + 2, sizes.end());
+  memory.push_back(s.in * s.slots);
+  std::vector<int64_t> order{0, x.dim() - 1};
+  for (int64_t d = 1; d < x.dim() - 1; ++d) order.push_back(d);
+  return scratch(ScratchSlot::kFeatures, memory, x.options()).permute(order);
 }
 
-// x: (N, C, *spatial) contiguous -> (N, out, *out_spatial)
+// x: (N, C, *spatial), any strides -> (N, out, *out_spatial), in memory_format(layout) of the
+// features (callers convert).
 template <typename Bases>
-at::Tensor kan_conv_forward_impl(const Bases& bases, const at::Tensor& x, const at::Tensor& base_weight,
+at::Tensor kan_conv_forward_impl(const Bases& bases, const at::Tensor& x_in, const at::Tensor& base_weight,
                                  const at::Tensor& spline_weight, const at::Tensor& bias, const std::string& act,
                                  const KanConvGeometry& g, int64_t chunk_rows) {
-  const KanConvShape s = kan_conv_shape(x, spline_weight, base_weight.defined(), chunk_rows);
-  const at::Tensor weight = kan_conv_combined_weight(base_weight, spline_weight);
+  const KanConvShape s = kan_conv_shape(x_in, spline_weight, base_weight.defined(), g.groups, chunk_rows);
+  const at::Tensor x = x_in.contiguous(memory_format(s.layout, x_in.dim()));
+  const at::Tensor weight = combined_weight(base_weight, spline_weight, s.layout);
   const std::vector<int64_t> no_output_padding(g.dims, 0);
   at::Tensor y;
-  const at::Tensor buffer = scratch(ScratchSlot::kFeatures, feature_sizes(x, s.chunk, s), x.options());
+  const at::Tensor buffer = feature_buffer(x, s.chunk, s);
   for (int64_t r0 = 0; r0 < std::max<int64_t>(s.batch, 1); r0 += s.chunk) {
     const int64_t rc = std::min(s.chunk, s.batch - r0);
     const at::Tensor feats = buffer.narrow(0, 0, rc);
@@ -187,7 +189,7 @@ at::Tensor kan_conv_forward_impl(const Bases& bases, const at::Tensor& x, const 
       auto sizes = y_chunk.sizes().vec();
       sizes[0] = s.batch;
       if (rc == s.batch) return y_chunk;  // a single chunk: no copy
-      y = at::empty(sizes, y_chunk.options());
+      y = at::empty(sizes, y_chunk.options().memory_format(memory_format(s.layout, x.dim())));
     }
     y.narrow(0, r0, rc).copy_(y_chunk);
   }
@@ -198,30 +200,34 @@ at::Tensor kan_conv_forward_impl(const Bases& bases, const at::Tensor& x, const 
 // bias's gradient is grad_out summed over batch and space, left to the caller.
 template <typename Bases>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
-    const Bases& bases, const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& base_weight,
+    const Bases& bases, const at::Tensor& grad_out, const at::Tensor& x_in, const at::Tensor& base_weight,
     const at::Tensor& spline_weight, const std::string& act, const KanConvGeometry& g, int64_t chunk_rows,
     std::array<bool, 3> output_mask) {
-  const KanConvShape s = kan_conv_shape(x, spline_weight, base_weight.defined(), chunk_rows);
+  const KanConvShape s = kan_conv_shape(x_in, spline_weight, base_weight.defined(), g.groups, chunk_rows);
   const bool need_x = output_mask[0];
   const bool need_base = output_mask[1] && base_weight.defined();
   const bool need_weights = need_base || output_mask[2];
-  const at::Tensor weight = kan_conv_combined_weight(base_weight, spline_weight);
+  const at::MemoryFormat format = memory_format(s.layout, x_in.dim());
+  const at::Tensor x = x_in.contiguous(format);
+  const at::Tensor weight = combined_weight(base_weight, spline_weight, s.layout);
   const std::vector<int64_t> no_output_padding(g.dims, 0);
 
   at::Tensor grad_x, grad_weight;  // grad_weight: gradient of W_c
+  // In the features' layout once, not inside each of the chunk's two convolutions.
+  const at::Tensor grad_dense = grad_out.contiguous(format);
   if (need_x) grad_x = at::empty_like(x);
   if (s.batch > 0 && (need_x || need_weights)) {
     // Features and their gradient from one pass over the recursion: the input gradient of the
     // convolution comes first (it does not read the features), then the fused basis pass
     // writes the features for the weight gradient while it contracts grad_feats into grad_x.
-    const at::Tensor buffer = scratch(ScratchSlot::kFeatures, feature_sizes(x, s.chunk, s), x.options());
+    const at::Tensor buffer = feature_buffer(x, s.chunk, s);
     for (int64_t r0 = 0; r0 < s.batch; r0 += s.chunk) {
       const int64_t rc = std::min(s.chunk, s.batch - r0);
       const at::Tensor x_chunk = x.narrow(0, r0, rc);
-      const at::Tensor g_chunk = grad_out.narrow(0, r0, rc);
+      const at::Tensor g_chunk = grad_dense.narrow(0, r0, rc);
       const at::Tensor feats = buffer.narrow(0, 0, rc);
-      const at::Tensor x3 = x_chunk.view({rc, s.in, s.sites});
-      const at::Tensor f4 = feats.view({rc, s.in, s.slots, s.sites});
+      const at::Tensor x3 = element_view(x_chunk, s.layout);
+      const at::Tensor f4 = slot_view(feats, s.in, s.slots, s.layout);
       if (need_x) {
         at::Tensor grad_padded = std::get<0>(at::convolution_backward(
             g_chunk, pad_features(feats, g), weight, std::nullopt, g.stride, g.padding, g.dilation, false,
@@ -231,11 +237,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
             grad_padded = grad_padded.narrow(2 + d, g.extra_padding[2 * (g.dims - 1 - d)], x.size(2 + d));
           }
         }
-        const at::Tensor grad_feats = grad_padded.contiguous().view({rc, s.in, s.slots, s.sites});
+        const at::Tensor grad_feats = slot_view(grad_padded.contiguous(format), s.in, s.slots, s.layout);
         const at::Tensor grad_spline = grad_feats.narrow(2, s.base_slots, s.num_bases);
-        const at::Tensor gx = grad_x.narrow(0, r0, rc).view({rc, s.in, s.sites});
+        const at::Tensor gx = element_view(grad_x.narrow(0, r0, rc), s.layout);
         const bool accumulate = s.base_slots > 0;
-        if (s.base_slots > 0) gx.copy_(base_activation_backward(act, grad_feats.select(2, 0), x3));
+        if (s.base_slots > 0) gx.copy_(base_activation_backward(act, grad_feats.select(2, 0).contiguous(), x3));
         if (need_weights) {
           if (s.base_slots > 0) base_activation_forward(act, x3, f4.select(2, 0));
           bases.bases_and_backward(x3, f4.narrow(2, s.base_slots, s.num_bases), grad_spline, gx, accumulate);
@@ -261,12 +267,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
 
   at::Tensor grad_base, grad_spline;
   if (need_weights) {
-    std::vector<int64_t> sizes{s.out, s.in / g.groups, s.slots};
-    for (int64_t d = 3; d < spline_weight.dim(); ++d) sizes.push_back(spline_weight.size(d));
-    const at::Tensor per_slot = grad_weight.reshape(sizes);
-    if (need_base) grad_base = per_slot.select(2, 0).contiguous();
-    if (output_mask[2]) grad_spline = per_slot.narrow(2, s.base_slots, s.num_bases).contiguous();
+    std::tie(grad_base, grad_spline) =
+        split_weight_grad(grad_weight, spline_weight, base_weight.defined(), need_base, output_mask[2], s.layout);
   }
+  if (grad_x.defined()) grad_x = grad_x.contiguous(x_in.suggest_memory_format());  // x's layout, as autograd expects
   const auto or_empty = [&](const at::Tensor& t) { return t.defined() ? t : at::empty({0}, x.options()); };
   return {or_empty(grad_x), or_empty(grad_base), or_empty(grad_spline)};
 }
