@@ -214,6 +214,27 @@ def test_opcheck_compiled():
     torch.library.opcheck(torch.ops.kanfast.kan_conv.default, _op_args(p, 2))
 
 
+@pytest.mark.parametrize("geometry", [GEOMETRIES[0], GEOMETRIES[2]], ids=["groups1", "depthwise"])
+def test_channels_last_in_channels_last_out(geometry):
+    """Like nn.Conv2d: y and grad_x follow a channels-last x, whichever feature layout the
+    backend convolves in (slot-major channels-last for groups == 1 on the CPU, else NCHW), and
+    the fake kernels agree with the real strides."""
+    if not _backend.load_library():
+        pytest.skip("compiled library not loaded")
+    p = _params(geometry, batch=2)
+    p["x"] = p["x"].contiguous(memory_format=torch.channels_last)
+    y, grads, grad_out = _grads(p, lambda q: _run(q, "cpp", chunk_rows=1))
+    y_ref, grads_ref, _ = _grads(p, _reference, grad_out)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    assert grads["x"].is_contiguous(memory_format=torch.channels_last) and not grads["x"].is_contiguous()
+    assert_close(y, y_ref, "kan_linear_output")
+    for name in grads:
+        assert_close(grads[name], grads_ref[name], "kan_linear_grad")
+    for k in ("x", "base_weight", "spline_weight", "bias"):
+        p[k].requires_grad_()
+    torch.library.opcheck(torch.ops.kanfast.kan_conv.default, _op_args(p, 1))
+
+
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b.id == "triton"])
 def test_opcheck_triton(backend):
     from kanfast.triton.kan_conv import kan_conv_triton

@@ -25,6 +25,14 @@ inline FeatureLayout choose_feature_layout(const at::Tensor& x, int64_t groups) 
   return slot_major ? FeatureLayout::kSlotMajor : FeatureLayout::kChannelMajor;
 }
 
+// The layout the op returns y and grad_x in: channels-last for a channels-last x (one that is
+// not also contiguous), else contiguous — the rule of the Python wrapper and fake kernels.
+inline at::MemoryFormat input_memory_format(const at::Tensor& x) {
+  if (x.dim() != 4 && x.dim() != 5) return at::MemoryFormat::Contiguous;
+  const auto channels_last = x.dim() == 4 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::ChannelsLast3d;
+  return !x.is_contiguous() && x.is_contiguous(channels_last) ? channels_last : at::MemoryFormat::Contiguous;
+}
+
 inline at::MemoryFormat memory_format(FeatureLayout layout, int64_t dim) {
   if (layout == FeatureLayout::kChannelMajor) return at::MemoryFormat::Contiguous;
   return dim == 4 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::ChannelsLast3d;

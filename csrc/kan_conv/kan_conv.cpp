@@ -22,9 +22,10 @@ at::Tensor kan_conv_cpu(const at::Tensor& x, const at::Tensor& grid, const std::
   // Half and bfloat16 compute in float32 on the CPU.
   const auto dtype = cpu_compute_dtype(x.scalar_type());
   const CpuBases bases(grid, spline_order, dtype);
-  const at::Tensor y = kan_conv_forward_impl(bases, x.to(dtype).contiguous(), as_compute(base_weight, dtype),
+  // x in any layout: the implementation converts it to the features' layout once.
+  const at::Tensor y = kan_conv_forward_impl(bases, x.to(dtype), as_compute(base_weight, dtype),
                                              spline_weight.to(dtype), as_compute(bias, dtype), act, g, chunk_rows);
-  return y.to(x.scalar_type()).contiguous();
+  return y.to(x.scalar_type());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_cpu(
@@ -40,7 +41,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_cpu(
               ", *out_spatial), got ", grad_out.sizes());
   const auto dtype = cpu_compute_dtype(x.scalar_type());
   const CpuBases bases(grid, spline_order, dtype);
-  auto [gx, gb, gs] = kan_conv_backward_impl(bases, grad_out.to(dtype).contiguous(), x.to(dtype).contiguous(),
+  auto [gx, gb, gs] = kan_conv_backward_impl(bases, grad_out.to(dtype), x.to(dtype),
                                              as_compute(base_weight, dtype), spline_weight.to(dtype), act, g,
                                              chunk_rows, output_mask);
   const auto back = [&](const at::Tensor& t) { return t.to(x.scalar_type()); };

@@ -22,9 +22,8 @@ at::Tensor kan_conv_cuda(const at::Tensor& x, const at::Tensor& grid, const std:
   check_kan_conv_args("kan_conv", x, grid, base_weight, spline_weight, bias, spline_order, act, g);
   const c10::cuda::CUDAGuard guard(x.device());
   const CudaBases bases(grid, spline_order, cuda_compute_dtype(x.scalar_type()));
-  return kan_conv_forward_impl(bases, x.contiguous(), value_or_undefined(base_weight), spline_weight,
-                               value_or_undefined(bias), act, g, chunk_rows)
-      .contiguous();
+  return kan_conv_forward_impl(bases, x, value_or_undefined(base_weight), spline_weight, value_or_undefined(bias), act,
+                               g, chunk_rows);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_cuda(
@@ -37,7 +36,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_cuda(
   check_kan_conv_args("kan_conv_backward", x, grid, base_weight, spline_weight, std::nullopt, spline_order, act, g);
   const c10::cuda::CUDAGuard guard(x.device());
   const CudaBases bases(grid, spline_order, cuda_compute_dtype(x.scalar_type()));
-  return kan_conv_backward_impl(bases, grad_out.contiguous(), x.contiguous(), value_or_undefined(base_weight),
+  return kan_conv_backward_impl(bases, grad_out, x, value_or_undefined(base_weight),
                                 spline_weight, act, g, chunk_rows, output_mask);
 }
 

@@ -167,8 +167,7 @@ inline at::Tensor feature_buffer(const at::Tensor& x, int64_t rows, const KanCon
   return scratch(ScratchSlot::kFeatures, memory, x.options()).permute(order);
 }
 
-// x: (N, C, *spatial), any strides -> (N, out, *out_spatial), in memory_format(layout) of the
-// features (callers convert).
+// x: (N, C, *spatial), any strides -> (N, out, *out_spatial) in input_memory_format(x).
 template <typename Bases>
 at::Tensor kan_conv_forward_impl(const Bases& bases, const at::Tensor& x_in, const at::Tensor& base_weight,
                                  const at::Tensor& spline_weight, const at::Tensor& bias, const std::string& act,
@@ -188,15 +187,16 @@ at::Tensor kan_conv_forward_impl(const Bases& bases, const at::Tensor& x_in, con
     if (!y.defined()) {
       auto sizes = y_chunk.sizes().vec();
       sizes[0] = s.batch;
-      if (rc == s.batch) return y_chunk;  // a single chunk: no copy
-      y = at::empty(sizes, y_chunk.options().memory_format(memory_format(s.layout, x.dim())));
+      if (rc == s.batch) return y_chunk.contiguous(input_memory_format(x_in));  // a single chunk
+      y = at::empty(sizes, y_chunk.options().memory_format(input_memory_format(x_in)));
     }
     y.narrow(0, r0, rc).copy_(y_chunk);
   }
   return y;
 }
 
-// Gradients for (x, base_weight, spline_weight); empty (0,) tensors where not asked for.
+// Gradients for (x, base_weight, spline_weight); empty (0,) tensors where not asked for;
+// grad_x in input_memory_format(x).
 // bias's gradient is grad_out summed over batch and space, left to the caller.
 template <typename Bases>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
@@ -270,7 +270,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
     std::tie(grad_base, grad_spline) =
         split_weight_grad(grad_weight, spline_weight, base_weight.defined(), need_base, output_mask[2], s.layout);
   }
-  if (grad_x.defined()) grad_x = grad_x.contiguous(x_in.suggest_memory_format());  // x's layout, as autograd expects
+  if (grad_x.defined()) grad_x = grad_x.contiguous(input_memory_format(x_in));
   const auto or_empty = [&](const at::Tensor& t) { return t.defined() ? t : at::empty({0}, x.options()); };
   return {or_empty(grad_x), or_empty(grad_base), or_empty(grad_spline)};
 }

@@ -27,6 +27,17 @@ def _tuple(op: str, name: str, value, dims: int, minimum: int) -> tuple[int, ...
     return values
 
 
+def input_memory_format(x: torch.Tensor) -> torch.memory_format:
+    """The layout every backend returns y and grad_x in, as nn.ConvNd: channels-last for a
+    channels-last x (one that is not also contiguous), else contiguous. Mirrors
+    input_memory_format in csrc/kan_conv/feature_layout.h."""
+    if x.dim() not in (4, 5):
+        return torch.contiguous_format
+    channels_last = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    return channels_last if not x.is_contiguous() and x.is_contiguous(memory_format=channels_last) else \
+        torch.contiguous_format
+
+
 def conv_geometry(op: str, dims: int, kernel_size: Sequence[int], stride, padding, dilation):
     """nn.ConvNd-style arguments -> (stride, ((before, after) per dim), dilation)."""
     stride = _tuple(op, "stride", stride, dims, 1)
@@ -116,8 +127,7 @@ def kan_conv(
             raise ValueError(f"{op}: the kernel (size {k}, dilation {dilation[d]}) is larger than the padded input "
                              f"({padded}) along spatial dim {d} of x")
 
-    channels_last = x.dim() in (4, 5) and not x.is_contiguous() and x.is_contiguous(
-        memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+    memory_format = input_memory_format(x)  # of the caller's x: F.pad below returns contiguous
     if padding_mode != "zeros" and any(p for pair in pairs for p in pair):
         x = F.pad(x, [p for pair in reversed(pairs) for p in pair], mode=padding_mode)
         pairs = ((0, 0),) * dims
@@ -128,7 +138,7 @@ def kan_conv(
                                base_activation=base_activation, stride=stride, padding=pairs, dilation=dilation,
                                groups=groups)
     else:
-        args = (x.contiguous(), grid, base_weight, spline_weight, bias, spline_order, base_activation, list(stride),
+        args = (x, grid, base_weight, spline_weight, bias, spline_order, base_activation, list(stride),
                 [p for pair in pairs for p in pair], list(dilation), groups, chunk_rows or 0)
         if name == "triton":
             from ..triton.kan_conv import kan_conv_triton
@@ -136,8 +146,7 @@ def kan_conv(
             y = kan_conv_triton(*args)
         else:
             y = torch.ops.kanfast.kan_conv(*args)
-    if channels_last:
-        y = y.contiguous(memory_format=torch.channels_last if y.dim() == 4 else torch.channels_last_3d)
+    y = y.contiguous(memory_format=memory_format)  # a no-op unless F.pad or the reference changed it
     return y.squeeze(0) if unbatched else y
 
 
@@ -153,7 +162,8 @@ def output_shape(x, spline_weight, stride, padding, dilation):
 
 def _fake_forward(x, grid, base_weight, spline_weight, bias, spline_order, base_activation, stride, padding, dilation,
                   groups, chunk_rows):
-    return x.new_empty(output_shape(x, spline_weight, stride, padding, dilation))
+    shape = output_shape(x, spline_weight, stride, padding, dilation)
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=input_memory_format(x))
 
 
 def _fake_backward(grad_out, x, grid, base_weight, spline_weight, spline_order, base_activation, stride, padding,
@@ -161,7 +171,8 @@ def _fake_backward(grad_out, x, grid, base_weight, spline_weight, spline_order, 
     def like(t, wanted):
         return x.new_empty(t.shape) if wanted and t is not None else x.new_empty(0)
 
-    return like(x, output_mask[0]), like(base_weight, output_mask[1]), like(spline_weight, output_mask[2])
+    grad_x = torch.empty_like(x, memory_format=input_memory_format(x)) if output_mask[0] else x.new_empty(0)
+    return grad_x, like(base_weight, output_mask[1]), like(spline_weight, output_mask[2])
 
 
 def register_autograd(forward_op, backward_op) -> None:

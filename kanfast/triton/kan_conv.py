@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ops._activations import ACTIVATIONS
+from ..ops.kan_conv import input_memory_format
 from . import bspline, kan_conv_implicit
 
 # As in kan_conv_impl.h: GPU convolutions need many images to fill the device.
@@ -64,11 +65,17 @@ def kan_conv_triton(
     groups: int,
     chunk_rows: int,
 ) -> torch.Tensor:
-    """x: (N, C, *spatial) contiguous -> (N, out, *out_spatial); arguments as kanfast::kan_conv.
+    """x: (N, C, *spatial) -> (N, out, *out_spatial) in input_memory_format(x); arguments as
+    kanfast::kan_conv."""
+    return _forward(x.contiguous(), grid, base_weight, spline_weight, bias, spline_order, base_activation, stride,
+                    padding, dilation, groups, chunk_rows).contiguous(memory_format=input_memory_format(x))
 
-    1-D and 2-D convolutions run the implicit-GEMM kernel (bases generated while loading the
-    input tile); 3-D ones, and activations that kernel does not evaluate, expand the features
-    per chunk of images and call the vendor convolution."""
+
+def _forward(x, grid, base_weight, spline_weight, bias, spline_order, base_activation, stride, padding, dilation,
+             groups, chunk_rows):
+    """x contiguous. 1-D and 2-D convolutions run the implicit-GEMM kernel (bases generated
+    while loading the input tile); 3-D ones, and activations that kernel does not evaluate,
+    expand the features per chunk of images and call the vendor convolution."""
     tables = bspline.KnotTables(grid, spline_order, x.dtype)
     if kan_conv_implicit.supported(x, base_activation if base_weight is not None else "identity"):
         return kan_conv_implicit.kan_conv_implicit_forward(
@@ -114,6 +121,7 @@ def kan_conv_backward_triton(
     need_x = output_mask[0]
     need_base = output_mask[1] and has_base
     need_weights = need_base or output_mask[2]
+    grad_x_format = input_memory_format(x)
     x = x.contiguous()
     grad_out = grad_out.contiguous()
     grad_x = torch.empty_like(x) if need_x else None
@@ -151,7 +159,8 @@ def kan_conv_backward_triton(
             grad_base = per_slot[:, :, 0].contiguous()
         if output_mask[2]:
             grad_spline = per_slot[:, :, int(has_base):].contiguous()
-    return (x.new_empty(0) if grad_x is None else grad_x), grad_base, grad_spline
+    grad_x = x.new_empty(0) if grad_x is None else grad_x.contiguous(memory_format=grad_x_format)
+    return grad_x, grad_base, grad_spline
 
 
 def _register() -> None:
