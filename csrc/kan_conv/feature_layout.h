@@ -68,6 +68,23 @@ inline at::Tensor slot_view(const at::Tensor& feats, int64_t in, int64_t slots, 
   return channels_innermost(feats).view({n * sites, slots, in}).transpose(1, 2).unsqueeze(3);
 }
 
+// Where the slot index sits in a per-slot view of W_c: (out, in/groups, slots, *k) when
+// channel-major, (out, slots, in/groups, *k) when slot-major.
+inline int64_t weight_slot_dim(FeatureLayout layout) { return layout == FeatureLayout::kChannelMajor ? 2 : 1; }
+
+inline std::vector<int64_t> per_slot_weight_sizes(const at::Tensor& spline_weight, int64_t slots,
+                                                  FeatureLayout layout) {
+  std::vector<int64_t> sizes = spline_weight.sizes().vec();  // (out, in/groups, num_bases, *k)
+  sizes[2] = slots;
+  if (weight_slot_dim(layout) == 1) std::swap(sizes[1], sizes[2]);
+  return sizes;
+}
+
+// spline_weight or its gradient (out, in/groups, num_bases, *k) as laid out in W_c's slots.
+inline at::Tensor spline_in_slot_order(const at::Tensor& t, FeatureLayout layout) {
+  return weight_slot_dim(layout) == 2 ? t : t.transpose(1, 2);
+}
+
 // W_c: (out, in/groups·slots, *k) in memory_format(layout), from base_weight (out, in/groups,
 // *k; undefined: no base slot) and spline_weight (out, in/groups, num_bases, *k).
 inline at::Tensor combined_weight(const at::Tensor& base_weight, const at::Tensor& spline_weight,
@@ -77,13 +94,10 @@ inline at::Tensor combined_weight(const at::Tensor& base_weight, const at::Tenso
   sizes.erase(sizes.begin() + 2);
   sizes[1] *= base_slots + num_bases;
   const at::Tensor w = at::empty(sizes, spline_weight.options().memory_format(memory_format(layout, sizes.size())));
-  std::vector<int64_t> per_slot = spline_weight.sizes().vec();  // (out, in, slots, *k) or (out, slots, in, *k)
-  per_slot[2] = base_slots + num_bases;
-  const int64_t slot_dim = layout == FeatureLayout::kChannelMajor ? 2 : 1;
-  if (slot_dim == 1) std::swap(per_slot[1], per_slot[2]);
-  const at::Tensor w_slots = w.view(per_slot);
+  const at::Tensor w_slots = w.view(per_slot_weight_sizes(spline_weight, base_slots + num_bases, layout));
+  const int64_t slot_dim = weight_slot_dim(layout);
   if (base_slots) w_slots.select(slot_dim, 0).copy_(base_weight);
-  w_slots.narrow(slot_dim, base_slots, num_bases).copy_(slot_dim == 2 ? spline_weight : spline_weight.transpose(1, 2));
+  w_slots.narrow(slot_dim, base_slots, num_bases).copy_(spline_in_slot_order(spline_weight, layout));
   return w;
 }
 
@@ -93,17 +107,11 @@ inline std::pair<at::Tensor, at::Tensor> split_weight_grad(const at::Tensor& gra
                                                            const at::Tensor& spline_weight, bool has_base,
                                                            bool want_base, bool want_spline, FeatureLayout layout) {
   const int64_t base_slots = has_base ? 1 : 0, num_bases = spline_weight.size(2);
-  std::vector<int64_t> per_slot = spline_weight.sizes().vec();
-  per_slot[2] = base_slots + num_bases;
-  const int64_t slot_dim = layout == FeatureLayout::kChannelMajor ? 2 : 1;
-  if (slot_dim == 1) std::swap(per_slot[1], per_slot[2]);
-  const at::Tensor g = grad_weight.reshape(per_slot);
+  const at::Tensor g = grad_weight.reshape(per_slot_weight_sizes(spline_weight, base_slots + num_bases, layout));
+  const int64_t slot_dim = weight_slot_dim(layout);
   at::Tensor grad_base, grad_spline;
   if (has_base && want_base) grad_base = g.select(slot_dim, 0).contiguous();
-  if (want_spline) {
-    const at::Tensor spline = g.narrow(slot_dim, base_slots, num_bases);
-    grad_spline = (slot_dim == 2 ? spline : spline.transpose(1, 2)).contiguous();
-  }
+  if (want_spline) grad_spline = spline_in_slot_order(g.narrow(slot_dim, base_slots, num_bases), layout).contiguous();
   return {grad_base, grad_spline};
 }
 
