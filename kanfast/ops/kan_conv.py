@@ -176,7 +176,8 @@ def _fake_backward(grad_out, x, grid, base_weight, spline_weight, spline_order, 
 
 
 def register_autograd(forward_op, backward_op) -> None:
-    """Autograd for a kan_conv op (C++ or Triton: same schema) through its backward op."""
+    """Autograd for the Triton kan_conv op through its backward op (the formula of
+    csrc/kan_conv/kan_conv_autograd.cpp, which serves the compiled op)."""
 
     def setup_context(ctx, inputs, output):
         x, grid, base_weight, spline_weight, bias, *options = inputs
@@ -202,4 +203,4 @@ def register_autograd(forward_op, backward_op) -> None:
 def _register_compiled() -> None:
     torch.library.register_fake("kanfast::kan_conv")(_fake_forward)
     torch.library.register_fake("kanfast::kan_conv_backward")(_fake_backward)
-    register_autograd("kanfast::kan_conv", torch.ops.kanfast.kan_conv_backward)
+    # Autograd of the compiled op is registered in C++ (csrc/kan_conv/kan_conv_autograd.cpp).

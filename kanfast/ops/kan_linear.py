@@ -85,7 +85,8 @@ def _fake_backward(grad_out, x, grid, base_weight, spline_weight, spline_scaler,
 
 
 def register_autograd(forward_op, backward_op) -> None:
-    """Autograd for a kan_linear op (C++ or Triton: same schema) through its backward op."""
+    """Autograd for the Triton kan_linear op through its backward op (the formula of
+    csrc/kan_linear/kan_linear_autograd.cpp, which serves the compiled op)."""
 
     def setup_context(ctx, inputs, output):
         x, grid, base_weight, spline_weight, spline_scaler, bias, *options = inputs
@@ -112,4 +113,4 @@ def register_autograd(forward_op, backward_op) -> None:
 def _register_compiled() -> None:
     torch.library.register_fake("kanfast::kan_linear")(_fake_forward)
     torch.library.register_fake("kanfast::kan_linear_backward")(_fake_backward)
-    register_autograd("kanfast::kan_linear", torch.ops.kanfast.kan_linear_backward)
+    # Autograd of the compiled op is registered in C++ (csrc/kan_linear/kan_linear_autograd.cpp).
