@@ -31,17 +31,28 @@ inline void base_activation_forward(const std::string& name, const at::Tensor& x
   out.copy_(base_activation(name, x));
 }
 
-// grad · act'(x)
-inline at::Tensor base_activation_backward(const std::string& name, const at::Tensor& grad,
-                                           const at::Tensor& x) {
-  if (name == "silu") return at::silu_backward(grad, x);
-  if (name == "gelu" || name == "gelu_tanh") {
-    return at::gelu_backward(grad, x, name == "gelu" ? "none" : "tanh");
+// out = grad_slot · act'(x); out is dense in x's layout. grad_slot, a slot of the
+// feature-gradient buffer, is first copied densely in that layout: ATen's element-wise kernels
+// run one inner loop per contiguous run of a strided view, and a slot's runs are only C
+// elements long (silu_backward at C = 16 ran 4x slower than copy + dense kernel).
+inline void base_activation_backward(const std::string& name, const at::Tensor& grad_slot, const at::Tensor& x,
+                                     at::Tensor out) {
+  if (name == "identity") {
+    out.copy_(grad_slot);
+    return;
   }
-  if (name == "relu") return at::threshold_backward(grad, x, 0);
-  if (name == "tanh") return at::tanh_backward(grad, at::tanh(x));
-  if (name == "sigmoid") return at::sigmoid_backward(grad, at::sigmoid(x));
-  return grad.clone();
+  const at::Tensor grad = at::empty_like(x).copy_(grad_slot);  // empty_like keeps x's dense strides
+  if (name == "silu") {
+    at::silu_backward_out(out, grad, x);
+  } else if (name == "gelu" || name == "gelu_tanh") {
+    at::gelu_backward_out(out, grad, x, name == "gelu" ? "none" : "tanh");
+  } else if (name == "relu") {
+    at::threshold_backward_out(out, grad, x, 0);
+  } else if (name == "tanh") {
+    at::tanh_backward_out(out, grad, at::tanh(x));
+  } else {
+    at::sigmoid_backward_out(out, grad, at::sigmoid(x));
+  }
 }
 
 }  // namespace kanfast

@@ -241,7 +241,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
         const at::Tensor grad_spline = grad_feats.narrow(2, s.base_slots, s.num_bases);
         const at::Tensor gx = element_view(grad_x.narrow(0, r0, rc), s.layout);
         const bool accumulate = s.base_slots > 0;
-        if (s.base_slots > 0) gx.copy_(base_activation_backward(act, grad_feats.select(2, 0), x3));
+        if (s.base_slots > 0) base_activation_backward(act, grad_feats.select(2, 0), x3, gx);
         if (need_weights) {
           if (s.base_slots > 0) base_activation_forward(act, x3, f4.select(2, 0));
           bases.bases_and_backward(x3, f4.narrow(2, s.base_slots, s.num_bases), grad_spline, gx, accumulate);

@@ -200,7 +200,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_i
         at::Tensor grad_feats = grad_buffer.narrow(0, 0, rc);
         at::mm_out(grad_feats, g_chunk, weight);
         const at::Tensor gx = grad_x.narrow(0, r0, rc);
-        if (s.base_cols > 0) gx.copy_(base_activation_backward(act, grad_feats.narrow(1, 0, s.in), x_chunk));
+        if (s.base_cols > 0) base_activation_backward(act, grad_feats.narrow(1, 0, s.in), x_chunk, gx);
         const bool accumulate = s.base_cols > 0;
         if (need_weights) {
           if (s.base_cols > 0) base_activation_forward(act, x_chunk, feats.narrow(1, 0, s.in));
