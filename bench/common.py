@@ -84,7 +84,9 @@ def commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
                              cwd=Path(__file__).parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+        # Results (this report, its plot) are not code: writing them first must not mark the run dirty.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                ":(top,exclude)bench/results"], capture_output=True,
                                text=True, timeout=10, cwd=Path(__file__).parent).stdout.strip()
         return out.stdout.strip() + ("+uncommitted" if dirty else "") if out.returncode == 0 else "unknown"
     except OSError:
