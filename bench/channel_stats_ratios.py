@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from channel_stats_cases import CASES, QUICK_CASES, SCORING, Problem, TrainStep  # noqa: E402
-from common import interleaved_medians, markdown_table, setup_threads, write_report  # noqa: E402
+from common import interleaved_medians, markdown_table, setup_measurement, write_report  # noqa: E402
 from kanfast import _backend  # noqa: E402
 
 TARGET_SPEEDUP = 3.0  # fused vs reference at the headline case
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="also write the tables as markdown here")
     args = parser.parse_args(argv)
 
-    setup_threads(args.threads)
+    setup_measurement(args.threads)
     backend = args.backend or _backend.choose("channel_stats", torch.device("cpu"))
     if args.quick:
         cases, repeats, cnn = QUICK_CASES, 1, (4, 8, 8)

@@ -7,6 +7,7 @@ that machine noise hits all of them alike), plus the bytes saved for backward.
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import os
 import platform
@@ -34,8 +35,30 @@ def provider_param(name: str):
     return pytest.param(name, id=name, marks=[pytest.mark.skip(reason=reason)] if reason else [])
 
 
-def setup_threads(threads: int) -> None:
+def setup_measurement(threads: int) -> None:
+    """The fixed thread count of DESIGN.md §5, and a steady allocator."""
     torch.set_num_threads(threads)
+    steady_allocator()
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # <malloc.h>
+
+
+def steady_allocator() -> bool:
+    """Keeps freed memory in the heap for reuse (glibc; returns whether it applied).
+
+    By default glibc serves large blocks from fresh mmap pages and adapts that threshold to the
+    sizes freed so far, so a provider that allocates large temporaries on every call (the
+    floor's feature gradients) ran 1.4x slower or not depending on what had run before it in
+    the process: the NCHW floor at N=16 16->32 32x32 took 21 ms first and 15 ms after a larger
+    case. Without mmap and heap trimming, every provider reuses warm pages alike.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def saved_activation_bytes(fn: Callable[[], torch.Tensor], parameters: list[torch.Tensor]) -> int:

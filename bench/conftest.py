@@ -1,7 +1,14 @@
-"""Shared set-up of the pytest-benchmark suites: 2 threads, as in the ratio scripts (DESIGN.md §5)."""
+"""Shared set-up of the pytest-benchmark suites, as in the ratio scripts (DESIGN.md §5): 2
+threads and a steady allocator (common.setup_measurement)."""
 
 import pytest
 import torch
+
+from common import steady_allocator
+
+
+def pytest_configure(config):
+    steady_allocator()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import interleaved_medians, markdown_table, saved_activation_bytes, setup_threads, write_report  # noqa: E402
+from common import interleaved_medians, markdown_table, saved_activation_bytes, setup_measurement, write_report  # noqa: E402
 from kan_conv_cases import HEADLINE, QUICK_CASES, SWEEP, Problem  # noqa: E402
 from kanfast import _backend  # noqa: E402
 
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", type=Path, help="write the sweep plot (PNG) here")
     args = parser.parse_args(argv)
 
-    setup_threads(args.threads)
+    setup_measurement(args.threads)
     backend = args.backend or _backend.choose("kan_conv", torch.device("cpu"))
     header = ["case", "provider", "fwd ms", "fwd+bwd ms", "fwd ÷ floor", "fwd+bwd ÷ floor",
               "fwd+bwd ÷ channels-last floor", "saved MiB", "saved ÷ x"]

@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import interleaved_medians, markdown_table, saved_activation_bytes, setup_threads, write_report  # noqa: E402
+from common import interleaved_medians, markdown_table, saved_activation_bytes, setup_measurement, write_report  # noqa: E402
 from kan_linear_cases import CASES, QUICK_CASES, Problem  # noqa: E402
 from kanfast import _backend  # noqa: E402
 
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="also write the table as markdown here")
     args = parser.parse_args(argv)
 
-    setup_threads(args.threads)
+    setup_measurement(args.threads)
     backend = args.backend or _backend.choose("kan_linear", torch.device("cpu"))
     providers = ["floor", backend] + ([] if args.no_reference or backend == "reference" else ["reference"])
     cases, repeats = (QUICK_CASES, 1) if args.quick else (CASES, args.repeats)

@@ -30,7 +30,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import markdown_table, setup_threads, write_report  # noqa: E402
+from common import markdown_table, setup_measurement, write_report  # noqa: E402
 from kanfast import _backend  # noqa: E402
 from kanfast.resize import prune, widen  # noqa: E402
 from kanfast.resize.apply import Plan, apply_plan  # noqa: E402
@@ -233,7 +233,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="also write the table as markdown here")
     args = parser.parse_args(argv)
 
-    setup_threads(args.threads)
+    setup_measurement(args.threads)
     if args.quick:
         cases, repeats = [cnn_case(8, 2, 8), ffn_case(16, 32, 12)], 1
     else:

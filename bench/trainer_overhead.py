@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import markdown_table, setup_threads, write_report  # noqa: E402
+from common import markdown_table, setup_measurement, write_report  # noqa: E402
 from trainer_cases import Workload  # noqa: E402
 
 TARGET_OVERHEAD = 0.05
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny workload, 1 repeat: a smoke test")
     parser.add_argument("--out", type=Path, help="write the table as markdown here")
     args = parser.parse_args(argv)
-    setup_threads(args.threads)
+    setup_measurement(args.threads)
     samples, val_samples, epochs, repeats = ((256, 128, 1, 1) if args.quick else
                                              (args.samples, args.val_samples, args.epochs, args.repeats))
     workload = Workload(samples=samples, val_samples=val_samples, batch=args.batch, epochs=epochs)
