@@ -69,9 +69,12 @@ def _grads(p, fn, grad_out=None):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("wanted", [("x",), ("spline_weight",), ("base_weight", "bias"), ("x", "bias")])
 @pytest.mark.parametrize("geometry", GEOMETRIES[:2], ids=["symmetric", "asymmetric_same"])
-def test_partial_gradients_match_full_backward(backend, wanted, geometry):
-    # Backward takes a different path when only x or only the weights need a gradient.
-    p = _params(geometry)
+@pytest.mark.parametrize("base", [True, False], ids=["base", "no_base"])
+def test_partial_gradients_match_full_backward(backend, wanted, geometry, base):
+    # Backward takes a different path when only x or only the weights need a gradient; without
+    # base_weight the remaining tensor arguments shift position in the autograd graph.
+    p = _params(geometry, base=base)
+    wanted = tuple(n for n in wanted if p[n] is not None)
     _, full, grad_out = _grads(p, lambda q: _run(q, backend, chunk_rows=2))
     leaves = {n: p[n].detach().clone().requires_grad_(n in wanted) for n in full}
     y = _run({**p, **leaves}, backend, chunk_rows=2)
