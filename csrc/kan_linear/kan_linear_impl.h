@@ -225,14 +225,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_i
   at::Tensor grad_base, grad_spline, grad_scaler;
   if (need_weights) {
     if (need_base) grad_base = grad_weight.narrow(1, 0, s.in).contiguous();
-    // d loss / d (spline_weight·scaler), back in the (out, in, G+K) layout
+    // d loss / d (spline_weight·scaler), (out, G+K, in) as W_c holds it
     const at::Tensor grad_scaled =
-        grad_weight.narrow(1, s.base_cols, s.num_bases * s.in).view({s.out, s.num_bases, s.in}).permute({0, 2, 1});
-    if (output_mask[2]) {
-      grad_spline = spline_scaler.defined() ? grad_scaled * spline_scaler.unsqueeze(-1) : grad_scaled;
-      grad_spline = grad_spline.contiguous();
+        grad_weight.narrow(1, s.base_cols, s.num_bases * s.in).view({s.out, s.num_bases, s.in});
+    if (output_mask[2]) {  // written straight into the (out, in, G+K) layout: one pass, no copy
+      grad_spline = at::empty(spline_weight.sizes(), spline_weight.options());
+      at::Tensor as_scaled = grad_spline.permute({0, 2, 1});
+      if (spline_scaler.defined()) {
+        at::mul_out(as_scaled, grad_scaled, spline_scaler.unsqueeze(1));
+      } else {
+        as_scaled.copy_(grad_scaled);
+      }
     }
-    if (need_scaler) grad_scaler = (grad_scaled * spline_weight).sum(-1);
+    // reduced over the bases in W_c's layout, where (out, in) rows are contiguous
+    if (need_scaler) grad_scaler = (grad_scaled * spline_weight.permute({0, 2, 1})).sum(1);
   }
   const auto or_empty = [&](const at::Tensor& t) { return t.defined() ? t : at::empty({0}, x.options()); };
   return {or_empty(grad_x), or_empty(grad_base), or_empty(grad_spline), or_empty(grad_scaler)};
