@@ -1,9 +1,9 @@
 // Autograd of kanfast::kan_conv for every device, through kanfast::kan_conv_backward.
 //
 // Registered in C++ rather than with torch.library.register_autograd: the Python formula ran
-// ~10 Python frames per call between the kernels, which cost 0.2-0.3 ms per forward+backward
-// on a 2-core CPU (more than the convolutions at small images). torch.compile traces this
-// kernel like any other (the ops' fake kernels are registered from Python).
+// about ten Python frames per call between the kernels. Over the raw ops at N=16 16->32 8x8
+// (2 threads) a forward+backward cost 0.28 ms more with it, 0.13 ms more with this kernel.
+// torch.compile traces this kernel like any other (the fake kernels stay in Python).
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
