@@ -26,12 +26,6 @@ inline at::Tensor base_activation(const std::string& name, const at::Tensor& x) 
   return x;
 }
 
-// out = act(x); out is a strided view into the feature buffer. Computed into a temporary and
-// copied: some out= kernels (float32 gelu on the CPU) ignore a non-contiguous out's strides.
-inline void base_activation_forward(const std::string& name, const at::Tensor& x, at::Tensor out) {
-  out.copy_(base_activation(name, x));
-}
-
 // Length of t's contiguous runs: the size of its unit-stride dim (1 if it has none).
 inline int64_t contiguous_run(const at::Tensor& t) {
   int64_t run = 1;
@@ -41,14 +35,27 @@ inline int64_t contiguous_run(const at::Tensor& t) {
   return run;
 }
 
+// ATen's element-wise kernels run one inner loop per contiguous run of a strided operand:
+// below this length a dense temporary is faster (measured on silu and silu_backward).
+constexpr int64_t kShortRun = 32;
+
+// out = act(x); out is a strided view into the feature buffer. Other than silu, computed into
+// a temporary and copied: some out= kernels ignore a non-contiguous out's strides (float32
+// gelu on the CPU, torch 2.13: wrong values); silu's writes them correctly.
+inline void base_activation_forward(const std::string& name, const at::Tensor& x, at::Tensor out) {
+  if (name == "silu" && contiguous_run(out) >= kShortRun) {
+    at::silu_out(out, x);
+  } else {
+    out.copy_(base_activation(name, x));
+  }
+}
+
 // out = grad_slot · act'(x); out is dense in x's layout, grad_slot a slot of the
-// feature-gradient buffer. ATen's element-wise kernels run one inner loop per contiguous run
-// of a strided input, and a conv's slot-major slots have runs of only C elements: below 32,
-// a dense copy of the slot first is faster (silu_backward at C = 16, 8x8 images: 57 -> 13 us);
-// from 32 on, the strided input is (KANLinear 256 features: 106 -> 71 us).
+// feature-gradient buffer. A conv's slot-major slots have runs of only C elements: there a
+// dense copy of the slot first is faster (silu_backward at C = 16, 8x8 images: 57 -> 13 us);
+// from kShortRun on, the strided input is (KANLinear 256 features: 106 -> 71 us).
 inline void base_activation_backward(const std::string& name, const at::Tensor& grad_slot, const at::Tensor& x,
                                      at::Tensor out) {
-  constexpr int64_t kShortRun = 32;
   if (name == "identity") {
     out.copy_(grad_slot);
     return;
