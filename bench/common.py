@@ -76,17 +76,27 @@ def saved_activation_bytes(fn: Callable[[], torch.Tensor], parameters: list[torc
     return sum(n for ptr, n in storages.items() if ptr not in excluded)
 
 
-def interleaved_medians(runs: dict[str, Callable[[], None]], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per provider; each repetition runs every provider once, in turn."""
-    for _ in range(warmup):
-        for fn in runs.values():
+def interleaved_medians(runs: dict[str, Callable[[], None]], repeats: int, warmup: int = 2,
+                        min_sample_s: float = 0.02) -> dict[str, float]:
+    """Median seconds per call per provider; each repetition runs every provider in turn.
+
+    A sample is as many back-to-back calls as fill ``min_sample_s`` (counted from the last
+    warm-up call), so that millisecond-scale cases are not timed one noisy call at a time.
+    """
+    calls: dict[str, int] = {}
+    for name, fn in runs.items():
+        for _ in range(warmup):
+            start = time.perf_counter()
             fn()
+            elapsed = time.perf_counter() - start
+        calls[name] = max(1, int(min_sample_s / max(elapsed, 1e-9))) if warmup else 1
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
             start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(calls[name]):
+                fn()
+            times[name].append((time.perf_counter() - start) / calls[name])
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
