@@ -35,6 +35,22 @@ def test_bases_equal_reference_bit_for_bit(backend, dtype, order, grid_size, uni
     assert torch.equal(out, expected), (out - expected).abs().max()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("features", [4, 8, 12, 16, 24, 37])
+def test_every_lane_width_and_tail_equals_reference(backend, dtype, features):
+    # The CPU kernels pick 32- or 64-byte lanes from the feature count: full groups and tails
+    # of both widths, forward and backward.
+    x, grid = _inputs(5, features, 5, 3, uniform=False, dtype=dtype)
+    x.requires_grad_()
+    out = ops.bspline_basis(x, grid, 3, backend=backend)
+    assert torch.equal(out, reference.bspline_basis(x, grid, 3))
+    weights = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    expected = (weights.double() * bspline_basis_derivative(x.detach().double(), grid.double(), 3)).sum(-1)
+    assert_close(grad, expected, "bspline_grad")
+
+
 @pytest.mark.parametrize("backend", backend_params(include_reference=True))
 def test_highest_supported_order(backend):
     x, grid = _inputs(5, 2, 3, 7)

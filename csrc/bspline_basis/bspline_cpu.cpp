@@ -30,13 +30,12 @@ struct Args {
   bool accumulate;
 };
 
-// One work item is one lane group: up to `width` consecutive features of a row (linear
-// inputs, positions == 1: lanes read contiguous knots) or up to `width` consecutive
-// positions of one (row, feature) (conv inputs: one knot vector broadcast to all lanes).
-// Items are numbered row-major; Cursor walks a range of them without a division per item.
-template <typename T, bool kAlongFeatures>
+// One work item is one lane group: up to W consecutive features of a row (linear inputs,
+// positions == 1: lanes read contiguous knots) or up to W consecutive positions of one
+// (row, feature) (conv inputs: one knot vector broadcast to all lanes). Items are numbered
+// row-major; Cursor walks a range of them without a division per item.
+template <typename T, int W, bool kAlongFeatures>
 struct Cursor {
-  static constexpr int W = Lanes<T>::width;
   const Extents& e;
   int64_t row, feature, position;
 
@@ -77,133 +76,155 @@ struct Cursor {
   int64_t step(const BasisStrides& s) const { return kAlongFeatures ? s.feature : s.position; }
 };
 
-template <typename T>
-inline int64_t num_items(const Extents& e, bool along_features) {
-  constexpr int W = Lanes<T>::width;
+inline int64_t num_items(const Extents& e, int W, bool along_features) {
   return along_features ? e.rows * ceil_div(e.features, W) : e.rows * e.features * ceil_div(e.positions, W);
 }
 
 // Knot accessors for one lane group: contiguous loads across features, or a broadcast.
-template <typename T, bool kAlongFeatures>
+template <typename T, int Bytes, bool kAlongFeatures>
 struct TableLanes {
+  using V = Vec<T, Bytes>;
   const T* base;  // the lane group's first feature in the table
   int64_t interval_stride, padded_features;
 
   TableLanes(const KnotTables<T>& t, int64_t feature)
       : base(t.table.data() + feature), interval_stride(t.interval_stride), padded_features(t.padded_features) {}
-  static Vec<T> load(const T* p) {
+  static V load(const T* p) {
     if (kAlongFeatures) {
-      Vec<T> v;
+      V v;
       std::memcpy(&v, p, sizeof(v));  // padded_features keeps this in bounds
       return v;
     }
-    return Vec<T>{} + *p;
+    return V{} + *p;
   }
-  Vec<T> knot(int j) const { return load(base + j * interval_stride); }
-  Vec<T> recip(int k, int j) const { return load(base + j * interval_stride + k * padded_features); }
+  V knot(int j) const { return load(base + j * interval_stride); }
+  V recip(int k, int j) const { return load(base + j * interval_stride + k * padded_features); }
 };
 
-template <int K, bool kDerivative, typename T, bool kAlongFeatures, typename Emit>
-inline void columns(const TableLanes<T, kAlongFeatures>& lanes, int num_knots, Vec<T> x, Emit&& emit) {
+template <int K, bool kDerivative, typename T, int Bytes, bool kAlongFeatures, typename Emit>
+inline void columns(const TableLanes<T, Bytes, kAlongFeatures>& lanes, int num_knots, Vec<T, Bytes> x,
+                    Emit&& emit) {
   bspline_columns<K, kDerivative>(
       x, num_knots, [&](int j) { return lanes.knot(j); }, [&](int k, int j) { return lanes.recip(k, j); },
       std::forward<Emit>(emit));
 }
 
-template <typename T, bool kAlongFeatures>
+template <typename T, int Bytes, bool kAlongFeatures>
 inline void forward_items(const Args<T>& a, int64_t begin, int64_t end) {
+  using V = Vec<T, Bytes>;
   const KnotTables<T>& t = *a.tables;
-  Cursor<T, kAlongFeatures> g(a.extents, begin);
+  Cursor<T, Lanes<T, Bytes>::width, kAlongFeatures> g(a.extents, begin);
   const int64_t x_step = g.step(a.x_strides), out_step = g.step(a.bases_strides);
   const int64_t basis_stride = a.bases_strides.basis;
   dispatch_spline_order(t.order, [&](auto order) {
     for (int64_t item = begin; item < end; ++item, g.next()) {
       const int count = g.count();
-      const Vec<T> x = load_lanes(a.x + g.at(a.x_strides), x_step, count);
+      const V x = load_lanes<Bytes>(a.x + g.at(a.x_strides), x_step, count);
       T* out = a.bases + g.at(a.bases_strides);
       columns<decltype(order)::value, false>(
-          TableLanes<T, kAlongFeatures>(t, g.feature), t.num_knots, x,
-          [&](int j, Vec<T> value, Vec<T>) { store_lanes(out + j * basis_stride, out_step, count, value); });
+          TableLanes<T, Bytes, kAlongFeatures>(t, g.feature), t.num_knots, x,
+          [&](int j, V value, V) { store_lanes<Bytes>(out + j * basis_stride, out_step, count, value); });
     }
   });
 }
 
 // grad_x (+)= Σ_j grad_j·dB_j/dx, and with kStoreBases the bases B_j too: backward needs both
 // and one recursion serves them.
-template <typename T, bool kAlongFeatures, bool kStoreBases>
+template <typename T, int Bytes, bool kAlongFeatures, bool kStoreBases>
 inline void backward_items(const Args<T>& a, int64_t begin, int64_t end) {
+  using V = Vec<T, Bytes>;
   const KnotTables<T>& t = *a.tables;
-  Cursor<T, kAlongFeatures> g(a.extents, begin);
+  Cursor<T, Lanes<T, Bytes>::width, kAlongFeatures> g(a.extents, begin);
   const int64_t x_step = g.step(a.x_strides), grad_step = g.step(a.grad_strides);
   const int64_t grad_x_step = g.step(a.grad_x_strides), out_step = g.step(a.bases_strides);
   const int64_t grad_basis_stride = a.grad_strides.basis, out_basis_stride = a.bases_strides.basis;
   dispatch_spline_order(t.order, [&](auto order) {
     for (int64_t item = begin; item < end; ++item, g.next()) {
       const int count = g.count();
-      const Vec<T> x = load_lanes(a.x + g.at(a.x_strides), x_step, count);
+      const V x = load_lanes<Bytes>(a.x + g.at(a.x_strides), x_step, count);
       const T* grad = a.grad_bases + g.at(a.grad_strides);
       T* out = kStoreBases ? a.bases + g.at(a.bases_strides) : nullptr;
-      Vec<T> acc{};
+      V acc{};
       columns<decltype(order)::value, true>(
-          TableLanes<T, kAlongFeatures>(t, g.feature), t.num_knots, x, [&](int j, Vec<T> value, Vec<T> deriv) {
-            if (kStoreBases) store_lanes(out + j * out_basis_stride, out_step, count, value);
-            acc += load_lanes(grad + j * grad_basis_stride, grad_step, count) * deriv;
+          TableLanes<T, Bytes, kAlongFeatures>(t, g.feature), t.num_knots, x, [&](int j, V value, V deriv) {
+            if (kStoreBases) store_lanes<Bytes>(out + j * out_basis_stride, out_step, count, value);
+            acc += load_lanes<Bytes>(grad + j * grad_basis_stride, grad_step, count) * deriv;
           });
       T* gx = a.grad_x + g.at(a.grad_x_strides);
-      if (a.accumulate) acc = load_lanes(gx, grad_x_step, count) + acc;
-      store_lanes(gx, grad_x_step, count, acc);
+      if (a.accumulate) acc = load_lanes<Bytes>(gx, grad_x_step, count) + acc;
+      store_lanes<Bytes>(gx, grad_x_step, count, acc);
     }
   });
 }
-template <typename T, bool kAlongFeatures>
+template <typename T, int Bytes, bool kAlongFeatures>
 inline void grad_items(const Args<T>& a, int64_t begin, int64_t end) {
-  backward_items<T, kAlongFeatures, false>(a, begin, end);
+  backward_items<T, Bytes, kAlongFeatures, false>(a, begin, end);
 }
-template <typename T, bool kAlongFeatures>
+template <typename T, int Bytes, bool kAlongFeatures>
 inline void bases_and_grad_items(const Args<T>& a, int64_t begin, int64_t end) {
-  backward_items<T, kAlongFeatures, true>(a, begin, end);
+  backward_items<T, Bytes, kAlongFeatures, true>(a, begin, end);
 }
 
 // The entry points the thread pool calls: each is cloned per instruction set.
-#define KF_RANGE_FN(name, impl, T, along) \
-  KF_CPU_CLONES void name(const Args<T>& a, int64_t b, int64_t e) { impl<T, along>(a, b, e); }
-#define KF_RANGE_FNS(kind, impl)                       \
-  KF_RANGE_FN(kind##_f32_features, impl, float, true)   \
-  KF_RANGE_FN(kind##_f32_positions, impl, float, false) \
-  KF_RANGE_FN(kind##_f64_features, impl, double, true)  \
-  KF_RANGE_FN(kind##_f64_positions, impl, double, false)
+#define KF_RANGE_FN(name, impl, T, bytes, along) \
+  KF_CPU_CLONES void name(const Args<T>& a, int64_t b, int64_t e) { impl<T, bytes, along>(a, b, e); }
+#define KF_RANGE_FNS_OF(kind, impl, T, suffix)                                \
+  KF_RANGE_FN(kind##_##suffix##_narrow_positions, impl, T, 32, false)        \
+  KF_RANGE_FN(kind##_##suffix##_narrow_features, impl, T, 32, true)          \
+  KF_RANGE_FN(kind##_##suffix##_wide_positions, impl, T, 64, false)          \
+  KF_RANGE_FN(kind##_##suffix##_wide_features, impl, T, 64, true)
+#define KF_RANGE_FNS(kind, impl)                \
+  KF_RANGE_FNS_OF(kind, impl, float, f32)       \
+  KF_RANGE_FNS_OF(kind, impl, double, f64)
 KF_RANGE_FNS(forward, forward_items)
 KF_RANGE_FNS(backward, grad_items)
 KF_RANGE_FNS(bases_and_backward, bases_and_grad_items)
 #undef KF_RANGE_FNS
+#undef KF_RANGE_FNS_OF
 #undef KF_RANGE_FN
 
 template <typename T>
 using RangeFn = void (*)(const Args<T>&, int64_t, int64_t);
+template <typename T>
+using KernelTable = RangeFn<T>[2][2];  // [wide][along_features]
 
-// Indexed by along_features.
+#define KF_KERNEL_TABLE(kind, suffix)                                             \
+  {{kind##_##suffix##_narrow_positions, kind##_##suffix##_narrow_features},      \
+   {kind##_##suffix##_wide_positions, kind##_##suffix##_wide_features}}
 template <typename T>
 struct Kernels;
 template <>
 struct Kernels<float> {
-  static constexpr RangeFn<float> forward[2] = {forward_f32_positions, forward_f32_features};
-  static constexpr RangeFn<float> backward[2] = {backward_f32_positions, backward_f32_features};
-  static constexpr RangeFn<float> bases_and_backward[2] = {bases_and_backward_f32_positions,
-                                                           bases_and_backward_f32_features};
+  static constexpr KernelTable<float> forward = KF_KERNEL_TABLE(forward, f32);
+  static constexpr KernelTable<float> backward = KF_KERNEL_TABLE(backward, f32);
+  static constexpr KernelTable<float> bases_and_backward = KF_KERNEL_TABLE(bases_and_backward, f32);
 };
 template <>
 struct Kernels<double> {
-  static constexpr RangeFn<double> forward[2] = {forward_f64_positions, forward_f64_features};
-  static constexpr RangeFn<double> backward[2] = {backward_f64_positions, backward_f64_features};
-  static constexpr RangeFn<double> bases_and_backward[2] = {bases_and_backward_f64_positions,
-                                                            bases_and_backward_f64_features};
+  static constexpr KernelTable<double> forward = KF_KERNEL_TABLE(forward, f64);
+  static constexpr KernelTable<double> backward = KF_KERNEL_TABLE(backward, f64);
+  static constexpr KernelTable<double> bases_and_backward = KF_KERNEL_TABLE(bases_and_backward, f64);
 };
+#undef KF_KERNEL_TABLE
+
+// 64-byte lanes unless they leave more lanes empty than 32-byte ones would: 16, 32 or 12
+// floats take them, 8 or 24 do not (an empty lane costs as much as a full one).
+template <typename T>
+bool use_wide_lanes(int64_t lane_extent) {
+  constexpr int narrow = Lanes<T, 32>::width, wide = Lanes<T, 64>::width;
+  return ceil_div(lane_extent, wide) * 2 == ceil_div(lane_extent, narrow);
+}
 
 template <typename T>
-void run_items(const Args<T>& a, RangeFn<T> fn, bool along_features) {
-  const int64_t items = num_items<T>(a.extents, along_features);
+void run_items(const Args<T>& a, const KernelTable<T>& kernels) {
+  const Extents& extents = a.extents;
+  const bool along_features = extents.positions == 1;
+  const bool wide = use_wide_lanes<T>(along_features ? extents.features : extents.positions);
+  const int width = wide ? Lanes<T, 64>::width : Lanes<T, 32>::width;
+  const RangeFn<T> fn = kernels[wide][along_features];
+  const int64_t items = num_items(extents, width, along_features);
   // ~4k elements per task: enough to hide scheduling, small enough to balance two cores.
-  const int64_t grain = std::max<int64_t>(1, 4096 / Lanes<T>::width);
+  const int64_t grain = std::max<int64_t>(1, 4096 / width);
   at::parallel_for(0, items, grain, [&](int64_t b, int64_t e) { fn(a, b, e); });
 }
 
@@ -212,7 +233,7 @@ void run_items(const Args<T>& a, RangeFn<T> fn, bool along_features) {
 template <typename T>
 KnotTables<T>::KnotTables(const T* grid, int64_t features_, int num_knots_, int order_)
     : features(features_),
-      padded_features(ceil_div(features_, Lanes<T>::width) * Lanes<T>::width),
+      padded_features(ceil_div(features_, Lanes<T, kMaxVectorBytes>::width) * Lanes<T, kMaxVectorBytes>::width),
       interval_stride((order_ + 1) * padded_features),
       num_knots(num_knots_),
       order(order_),
@@ -237,8 +258,7 @@ template <typename T>
 void bspline_bases_cpu(const T* x, ElementStrides x_strides, Extents extents,
                        const KnotTables<T>& tables, T* bases, BasisStrides bases_strides) {
   const Args<T> a{x, x_strides, extents, &tables, bases, bases_strides, nullptr, {}, nullptr, {}, false};
-  const bool along_features = extents.positions == 1;
-  run_items(a, Kernels<T>::forward[along_features], along_features);
+  run_items(a, Kernels<T>::forward);
 }
 
 template <typename T>
@@ -248,8 +268,7 @@ void bspline_bases_backward_cpu(const T* x, ElementStrides x_strides, Extents ex
                                 ElementStrides grad_x_strides, bool accumulate) {
   const Args<T> a{x, x_strides, extents, &tables, bases, bases_strides, grad_bases, grad_strides, grad_x,
                   grad_x_strides, accumulate};
-  const bool along_features = extents.positions == 1;
-  run_items(a, (bases ? Kernels<T>::bases_and_backward : Kernels<T>::backward)[along_features], along_features);
+  run_items(a, bases ? Kernels<T>::bases_and_backward : Kernels<T>::backward);
 }
 
 #define KF_INSTANTIATE(T)                                                                      \

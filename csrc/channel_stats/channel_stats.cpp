@@ -140,7 +140,7 @@ void add_lane(Segment& seg, const Sums<V>& s, int l) {
 template <typename T>
 inline Vec<Acc<T>> load_acc(const T* p, int count = Lanes<Acc<T>>::width) {
   if constexpr (std::is_same_v<T, Acc<T>>) {
-    return cpu::load_lanes(p, 1, count);
+    return cpu::load_lanes<32>(p, 1, count);
   } else {
     Vec<Acc<T>> v{};
     for (int l = 0; l < count; ++l) v[l] = static_cast<Acc<T>>(p[l]);

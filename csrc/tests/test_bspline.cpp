@@ -132,13 +132,16 @@ void test_repeated_knots_are_finite() {
   }
 }
 
-// The SIMD lanes must give the scalar results bit for bit (the CPU kernels use them).
+// The SIMD lanes of either width must give the scalar results bit for bit (the CPU kernels
+// use them).
+template <int Bytes>
 void test_simd_lanes_equal_scalar() {
-  using V = kanfast::cpu::Vec<double>;
-  constexpr int W = kanfast::cpu::Lanes<double>::width;
+  using V = kanfast::cpu::Vec<double, Bytes>;
+  constexpr int W = kanfast::cpu::Lanes<double, Bytes>::width;
   const Spline s = irregular(3);
   const int nk = static_cast<int>(s.t.size());
-  const double xs[W] = {-2.9, -0.95, 0.01, 1.99};
+  double xs[W];
+  for (int l = 0; l < W; ++l) xs[l] = -3.2 + 6.9 * l / (W - 1);  // outside on both sides and inside
   V x;
   std::memcpy(&x, xs, sizeof(x));
   std::vector<V> B(s.num_bases()), D(s.num_bases());
@@ -152,8 +155,8 @@ void test_simd_lanes_equal_scalar() {
   for (int l = 0; l < W; ++l) {
     s.eval(xs[l], b, &d);
     for (int j = 0; j < s.num_bases(); ++j) {
-      EXPECT(b[j] == B[j][l] && d[j] == D[j][l], "lane %d j %d: %g/%g vs %g/%g", l, j, B[j][l], D[j][l], b[j],
-             d[j]);
+      EXPECT(b[j] == B[j][l] && d[j] == D[j][l], "%d-byte lane %d j %d: %g/%g vs %g/%g", Bytes, l, j, B[j][l],
+             D[j][l], b[j], d[j]);
     }
   }
 }
@@ -175,7 +178,8 @@ int main() {
   test_derivative_matches_finite_differences();
   test_outside_and_non_finite();
   test_repeated_knots_are_finite();
-  test_simd_lanes_equal_scalar();
+  test_simd_lanes_equal_scalar<32>();
+  test_simd_lanes_equal_scalar<64>();
   test_every_basis_is_emitted();
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
   return failures ? 1 : 0;

@@ -1,8 +1,8 @@
 // Cox–de Boor B-spline bases: the one formula every backend evaluates (DESIGN.md §2).
 //
 // Written once for any "lane" type V: a plain float/double (one element per CUDA thread, the
-// C++ unit tests) or a SIMD vector (the CPU kernels evaluate 8 features or 8 pixels at once).
-// Every operation used below (+ - * comparisons & ?:) is element-wise for both.
+// C++ unit tests) or a SIMD vector (the CPU kernels evaluate 8 or 16 features or pixels at once).
+// Every operation used below (+ - * comparisons ?:) is element-wise for both.
 //
 // With l_j^k = (x - t_j)·r(k, j) and r(k, j) = 1/(t_{j+k} - t_j) (0 for an empty span),
 //   B_{j,0} = [t_j <= x < t_{j+1}]
@@ -72,7 +72,9 @@ KF_HOST_DEVICE inline void bspline_columns(V x, int num_knots, const Knot& knot,
   const V zero{};
   const V one = zero + S(1);
   // ±inf gives inf·0 = NaN in the recursion: outside the knots every value is 0; NaN stays NaN.
-  const auto inside = (x >= knot(0)) & (x < knot(num_knots - 1));
+  // [t_0 <= x < t_last] as a difference of steps, not the & of two comparisons: GCC 12 builds
+  // that & lane by lane on 64-byte vectors.
+  const auto inside = (((x >= knot(0)) ? one : zero) - ((x >= knot(num_knots - 1)) ? one : zero)) > zero;
   const V outside_value = (x != x) ? x : zero;
   V next_B[K];      // B_{j+1, 0..K-1}
   V next_left[K + 1];  // l_{j+1}^{1..K}

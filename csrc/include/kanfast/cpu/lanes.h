@@ -1,6 +1,9 @@
 // SIMD lanes for the CPU kernels, as GCC/Clang vector extensions: the same source compiles to
-// AVX2+FMA in the x86-64-v3 clone of each kernel and to SSE2 in the baseline clone, picked
-// at load time (KF_CPU_CLONES), so one binary runs on every x86-64 CPU.
+// AVX-512 in the x86-64-v4 clone of each kernel, to AVX2+FMA in the x86-64-v3 clone and to
+// SSE2 in the baseline clone, picked at load time (KF_CPU_CLONES), so one binary runs on
+// every x86-64 CPU. Vectors come in two sizes: 32 bytes (one AVX2 register) and 64 bytes (one
+// AVX-512 register, two AVX2 ones); kernels that take both pick one per call (the lanes a
+// call leaves empty cost as much as full ones).
 #pragma once
 
 #include <cstdint>
@@ -10,7 +13,7 @@
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
 // flatten: the hot loops' callees must be inlined into each clone to get its instruction set.
-#define KF_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), flatten))
+#define KF_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
 #else
 #define KF_CPU_CLONES __attribute__((flatten))
 #endif
@@ -18,20 +21,21 @@
 namespace kanfast {
 namespace cpu {
 
-// 32 bytes: 8 floats or 4 doubles.
-template <typename T>
+// Bytes = 32: 8 floats or 4 doubles; 64: 16 floats or 8 doubles.
+constexpr int kMaxVectorBytes = 64;
+template <typename T, int Bytes = 32>
 struct Lanes {
-  typedef T type __attribute__((vector_size(32)));
-  static constexpr int width = 32 / sizeof(T);
+  typedef T type __attribute__((vector_size(Bytes)));
+  static constexpr int width = Bytes / sizeof(T);
 };
-template <typename T>
-using Vec = typename Lanes<T>::type;
+template <typename T, int Bytes = 32>
+using Vec = typename Lanes<T, Bytes>::type;
 
 // Loads `count` (<= width) elements spaced `stride` apart; missing lanes are 0.
-template <typename T>
-inline Vec<T> load_lanes(const T* p, int64_t stride, int count) {
-  Vec<T> v{};
-  if (stride == 1 && count == Lanes<T>::width) {
+template <int Bytes, typename T>
+inline Vec<T, Bytes> load_lanes(const T* p, int64_t stride, int count) {
+  Vec<T, Bytes> v{};
+  if (stride == 1 && count == Lanes<T, Bytes>::width) {
     std::memcpy(&v, p, sizeof(v));
   } else {
     for (int l = 0; l < count; ++l) v[l] = p[l * stride];
@@ -39,9 +43,9 @@ inline Vec<T> load_lanes(const T* p, int64_t stride, int count) {
   return v;
 }
 
-template <typename T>
-inline void store_lanes(T* p, int64_t stride, int count, Vec<T> v) {
-  if (stride == 1 && count == Lanes<T>::width) {
+template <int Bytes, typename T>
+inline void store_lanes(T* p, int64_t stride, int count, Vec<T, Bytes> v) {
+  if (stride == 1 && count == Lanes<T, Bytes>::width) {
     std::memcpy(p, &v, sizeof(v));
   } else {
     for (int l = 0; l < count; ++l) p[l * stride] = v[l];
@@ -51,11 +55,19 @@ inline void store_lanes(T* p, int64_t stride, int count, Vec<T> v) {
 }  // namespace cpu
 
 template <>
-struct LaneScalar<cpu::Vec<float>> {
+struct LaneScalar<cpu::Vec<float, 32>> {
   using type = float;
 };
 template <>
-struct LaneScalar<cpu::Vec<double>> {
+struct LaneScalar<cpu::Vec<double, 32>> {
+  using type = double;
+};
+template <>
+struct LaneScalar<cpu::Vec<float, 64>> {
+  using type = float;
+};
+template <>
+struct LaneScalar<cpu::Vec<double, 64>> {
   using type = double;
 };
 
