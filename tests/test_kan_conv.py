@@ -208,10 +208,17 @@ def _op_args(p, chunk_rows=1):
             list(stride), [v for pair in pairs for v in pair], list(dilation), p["kwargs"]["groups"], chunk_rows)
 
 
-def test_opcheck_compiled():
+# The second: one channel in and out, 1x1 kernel, where every slot of the weight gradient is
+# contiguous and the outputs must still not alias.
+OPCHECK_GEOMETRIES = {2: [(2, 2, 4, 2, 1, "same", 1, 2, (4, 3)), (2, 1, 1, 1, 1, 0, 1, 1, (3, 3))],
+                      1: [(1, 2, 2, 3, 1, 1, 1, 1, (5,)), (1, 1, 1, 1, 1, 0, 1, 1, (5,))]}
+
+
+@pytest.mark.parametrize("geometry", OPCHECK_GEOMETRIES[2], ids=["grouped_same", "one_channel"])
+def test_opcheck_compiled(geometry):
     if not _backend.load_library():
         pytest.skip("compiled library not loaded")
-    p = _params((2, 2, 4, 2, 1, "same", 1, 2, (4, 3)), grid_size=2, order=1, batch=3)
+    p = _params(geometry, grid_size=2, order=1, batch=3)
     for k in ("x", "base_weight", "spline_weight", "bias"):
         p[k].requires_grad_()
     torch.library.opcheck(torch.ops.kanfast.kan_conv.default, _op_args(p, 2))
@@ -239,10 +246,11 @@ def test_channels_last_in_channels_last_out(geometry):
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b.id == "triton"])
-def test_opcheck_triton(backend):
+@pytest.mark.parametrize("geometry", OPCHECK_GEOMETRIES[1], ids=["padded", "one_channel"])
+def test_opcheck_triton(backend, geometry):
     from kanfast.triton.kan_conv import kan_conv_triton
 
-    p = _params((1, 2, 2, 3, 1, 1, 1, 1, (5,)), grid_size=2, order=1, batch=2)
+    p = _params(geometry, grid_size=2, order=1, batch=2)
     for k in ("x", "base_weight", "spline_weight", "bias"):
         p[k].requires_grad_()
     torch.library.opcheck(kan_conv_triton, _op_args(p))

@@ -102,7 +102,8 @@ inline at::Tensor combined_weight(const at::Tensor& base_weight, const at::Tenso
 }
 
 // The gradient of W_c split back into (grad_base_weight, grad_spline_weight), each contiguous
-// and undefined where not wanted.
+// and undefined where not wanted. Cloned, not made contiguous: at degenerate shapes a slot of
+// the gradient is contiguous already, and the op's outputs must not alias each other.
 inline std::pair<at::Tensor, at::Tensor> split_weight_grad(const at::Tensor& grad_weight,
                                                            const at::Tensor& spline_weight, bool has_base,
                                                            bool want_base, bool want_spline, FeatureLayout layout) {
@@ -110,8 +111,11 @@ inline std::pair<at::Tensor, at::Tensor> split_weight_grad(const at::Tensor& gra
   const at::Tensor g = grad_weight.reshape(per_slot_weight_sizes(spline_weight, base_slots + num_bases, layout));
   const int64_t slot_dim = weight_slot_dim(layout);
   at::Tensor grad_base, grad_spline;
-  if (has_base && want_base) grad_base = g.select(slot_dim, 0).contiguous();
-  if (want_spline) grad_spline = spline_in_slot_order(g.narrow(slot_dim, base_slots, num_bases), layout).contiguous();
+  if (has_base && want_base) grad_base = g.select(slot_dim, 0).clone(at::MemoryFormat::Contiguous);
+  if (want_spline) {
+    grad_spline = spline_in_slot_order(g.narrow(slot_dim, base_slots, num_bases), layout)
+                      .clone(at::MemoryFormat::Contiguous);
+  }
   return {grad_base, grad_spline};
 }
 

@@ -156,9 +156,9 @@ def kan_conv_backward_triton(
     if need_weights:
         per_slot = grad_weight.view(weight.shape[0], -1, slots, *weight.shape[2:])
         if need_base:
-            grad_base = per_slot[:, :, 0].contiguous()
+            grad_base = per_slot[:, :, 0].clone(memory_format=torch.contiguous_format)
         if output_mask[2]:
-            grad_spline = per_slot[:, :, int(has_base):].contiguous()
+            grad_spline = per_slot[:, :, int(has_base):].clone(memory_format=torch.contiguous_format)
     grad_x = x.new_empty(0) if grad_x is None else grad_x.contiguous(memory_format=grad_x_format)
     return grad_x, grad_base, grad_spline
 

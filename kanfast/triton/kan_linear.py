@@ -122,13 +122,16 @@ def kan_linear_backward_triton(
                     tables, x_chunk.unsqueeze(-1), spline.permute(0, 2, 1).unsqueeze(-1), gx.unsqueeze(-1), has_base
                 )
 
-    grad_base, grad_spline, grad_scaler = (x.new_empty(0) for _ in range(3))  # distinct: outputs must not alias
+    # Distinct tensors: outputs must not alias each other. clone, not contiguous: at degenerate
+    # shapes (one feature and one output) a block of grad_weight is contiguous already.
+    grad_base, grad_spline, grad_scaler = (x.new_empty(0) for _ in range(3))
     if need_weights:
         if need_base:
-            grad_base = grad_weight[:, :in_features].contiguous()
+            grad_base = grad_weight[:, :in_features].clone(memory_format=torch.contiguous_format)
         grad_scaled = grad_weight[:, base_cols:].view(out_features, num_bases, in_features).permute(0, 2, 1)
         if output_mask[2]:
-            grad_spline = (grad_scaled if spline_scaler is None else grad_scaled * spline_scaler.unsqueeze(-1)).contiguous()
+            scaled = grad_scaled if spline_scaler is None else grad_scaled * spline_scaler.unsqueeze(-1)
+            grad_spline = scaled.clone(memory_format=torch.contiguous_format)
         if need_scaler:
             grad_scaler = (grad_scaled * spline_weight).sum(-1)
     return (x.new_empty(0) if grad_x is None else grad_x), grad_base, grad_spline, grad_scaler
