@@ -92,6 +92,24 @@ def test_base_activations(backend, activation, dtype):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_silu_base_path_over_the_whole_float_range(backend, dtype):
+    # The CPU kernels evaluate silu themselves: compare it alone (no spline, one feature so no
+    # NaN mixes across features) with torch's, from underflow to overflow and non-finite x.
+    x = torch.cat([torch.linspace(-750, 750, 3001, dtype=torch.float64), torch.linspace(-4, 4, 801, dtype=torch.float64),
+                   torch.tensor([88.5, -88.5, 1e-30, -0.0, float("inf"), -float("inf"), float("nan")],
+                                dtype=torch.float64)]).to(dtype).to(DEVICE).unsqueeze(1)
+    p = _params(x.shape[0], 1, 1, dtype=dtype, scaler=False, bias=False)
+    p.update(x=x, base_weight=torch.ones(1, 1, dtype=dtype, device=DEVICE), spline_weight=p["spline_weight"] * 0)
+    y, grads, grad_out = _grads(p, backend)
+    x64 = x.double().requires_grad_()
+    expected = torch.nn.functional.silu(x64)
+    (expected_grad,) = torch.autograd.grad(expected, x64, grad_out.double())
+    assert_close(y, expected, "silu")
+    assert_close(grads["x"], expected_grad, "silu")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("base,scaler,bias", [(False, True, True), (True, False, False), (False, False, False)])
 def test_optional_parameters(backend, base, scaler, bias):
     p = _params(13, 4, 3, base=base, scaler=scaler, bias=bias)

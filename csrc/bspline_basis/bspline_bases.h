@@ -52,18 +52,25 @@ inline at::ScalarType cpu_compute_dtype(at::ScalarType t) {
 
 class CpuBases {
  public:
+  // The kernels can evaluate a silu base path in their pass over x (the optional silu
+  // arguments below); CudaBases cannot, and the fused ops ask this before passing them.
+  static constexpr bool kFusesSilu = true;
+
   // grid: (features, num_knots), converted to `dtype` (float or double).
   CpuBases(const at::Tensor& grid, int64_t spline_order, at::ScalarType dtype);
 
-  // x: (rows, features, positions); out: (rows, features, num_bases, positions), any strides.
-  void forward(const at::Tensor& x, const at::Tensor& out) const;
-  // grad_x (+)= Σ_j grad[.., j, ..]·dB_j/dx; grad: like `out` above, grad_x: like x.
-  void backward(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& grad_x,
-                bool accumulate) const;
+  // x: (rows, features, positions); out: (rows, features, num_bases, positions), any strides;
+  // silu_out, when defined: like x, receives silu(x).
+  void forward(const at::Tensor& x, const at::Tensor& out, const at::Tensor& silu_out = {}) const;
+  // grad_x (+)= Σ_j grad[.., j, ..]·dB_j/dx; grad: like `out` above, grad_x: like x; with
+  // silu_grad (like x) defined, grad_x = silu_grad·silu'(x) + that sum.
+  void backward(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& grad_x, bool accumulate,
+                const at::Tensor& silu_grad = {}) const;
   // Both at once: the fused ops' backward needs the bases again (for the weight gradient)
-  // and grad_x, and one pass over the recursion gives both.
+  // and grad_x, and one pass over the recursion gives both (and silu(x) into silu_out).
   void bases_and_backward(const at::Tensor& x, const at::Tensor& out, const at::Tensor& grad,
-                          const at::Tensor& grad_x, bool accumulate) const;
+                          const at::Tensor& grad_x, bool accumulate, const at::Tensor& silu_out = {},
+                          const at::Tensor& silu_grad = {}) const;
 
   int64_t num_bases() const { return num_bases_; }
 

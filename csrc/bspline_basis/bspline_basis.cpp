@@ -20,34 +20,58 @@ CpuBases::CpuBases(const at::Tensor& grid, int64_t spline_order, at::ScalarType 
   }
 }
 
-void CpuBases::forward(const at::Tensor& x, const at::Tensor& out) const {
+namespace {
+
+template <typename T>
+T* data_or_null(const at::Tensor& t) {
+  return t.defined() ? t.data_ptr<T>() : nullptr;
+}
+
+template <typename T>
+cpu::SiluSlot<T> silu_slot(const at::Tensor& out, const at::Tensor& grad) {
+  return {data_or_null<T>(out), out.defined() ? element_strides(out) : ElementStrides{},
+          data_or_null<T>(grad), grad.defined() ? element_strides(grad) : ElementStrides{}};
+}
+
+template <typename T>
+void forward_as(const cpu::KnotTables<T>& tables, const at::Tensor& x, const at::Tensor& out,
+                const at::Tensor& silu_out) {
+  cpu::bspline_bases_cpu(x.data_ptr<T>(), element_strides(x), extents(x), tables, out.data_ptr<T>(),
+                         basis_strides(out), silu_slot<T>(silu_out, {}));
+}
+
+template <typename T>
+void bases_and_backward_as(const cpu::KnotTables<T>& tables, const at::Tensor& x, const at::Tensor& out,
+                           const at::Tensor& grad, const at::Tensor& grad_x, bool accumulate,
+                           const at::Tensor& silu_out, const at::Tensor& silu_grad) {
+  cpu::bspline_bases_backward_cpu(x.data_ptr<T>(), element_strides(x), extents(x), tables, data_or_null<T>(out),
+                                  out.defined() ? basis_strides(out) : BasisStrides{}, grad.data_ptr<T>(),
+                                  basis_strides(grad), grad_x.data_ptr<T>(), element_strides(grad_x), accumulate,
+                                  silu_slot<T>(silu_out, silu_grad));
+}
+
+}  // namespace
+
+void CpuBases::forward(const at::Tensor& x, const at::Tensor& out, const at::Tensor& silu_out) const {
   if (f32_) {
-    cpu::bspline_bases_cpu(x.data_ptr<float>(), element_strides(x), extents(x), *f32_,
-                           out.data_ptr<float>(), basis_strides(out));
+    forward_as(*f32_, x, out, silu_out);
   } else {
-    cpu::bspline_bases_cpu(x.data_ptr<double>(), element_strides(x), extents(x), *f64_,
-                           out.data_ptr<double>(), basis_strides(out));
+    forward_as(*f64_, x, out, silu_out);
   }
 }
 
-void CpuBases::backward(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& grad_x,
-                        bool accumulate) const {
-  bases_and_backward(x, at::Tensor(), grad, grad_x, accumulate);
+void CpuBases::backward(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& grad_x, bool accumulate,
+                        const at::Tensor& silu_grad) const {
+  bases_and_backward(x, at::Tensor(), grad, grad_x, accumulate, at::Tensor(), silu_grad);
 }
 
 void CpuBases::bases_and_backward(const at::Tensor& x, const at::Tensor& out, const at::Tensor& grad,
-                                  const at::Tensor& grad_x, bool accumulate) const {
-  const BasisStrides out_strides = out.defined() ? basis_strides(out) : BasisStrides{};
+                                  const at::Tensor& grad_x, bool accumulate, const at::Tensor& silu_out,
+                                  const at::Tensor& silu_grad) const {
   if (f32_) {
-    cpu::bspline_bases_backward_cpu(x.data_ptr<float>(), element_strides(x), extents(x), *f32_,
-                                    out.defined() ? out.data_ptr<float>() : nullptr, out_strides,
-                                    grad.data_ptr<float>(), basis_strides(grad),
-                                    grad_x.data_ptr<float>(), element_strides(grad_x), accumulate);
+    bases_and_backward_as(*f32_, x, out, grad, grad_x, accumulate, silu_out, silu_grad);
   } else {
-    cpu::bspline_bases_backward_cpu(x.data_ptr<double>(), element_strides(x), extents(x), *f64_,
-                                    out.defined() ? out.data_ptr<double>() : nullptr, out_strides,
-                                    grad.data_ptr<double>(), basis_strides(grad),
-                                    grad_x.data_ptr<double>(), element_strides(grad_x), accumulate);
+    bases_and_backward_as(*f64_, x, out, grad, grad_x, accumulate, silu_out, silu_grad);
   }
 }
 

@@ -7,6 +7,8 @@ namespace kanfast {
 
 class CudaBases {
  public:
+  static constexpr bool kFusesSilu = false;  // the base path stays an ATen op (see CpuBases)
+
   // grid: (features, num_knots) on the device; tables are built there in `compute` dtype
   // (float64 for double inputs, float32 otherwise).
   CudaBases(const at::Tensor& grid, int64_t spline_order, at::ScalarType compute);

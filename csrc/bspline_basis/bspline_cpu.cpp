@@ -8,6 +8,7 @@
 
 #include "kanfast/bspline.h"
 #include "kanfast/cpu/lanes.h"
+#include "kanfast/cpu/silu_lanes.h"
 
 namespace kanfast {
 namespace cpu {
@@ -28,6 +29,7 @@ struct Args {
   T* grad_x;  // backward: out
   ElementStrides grad_x_strides;
   bool accumulate;
+  SiluSlot<T> silu;
 };
 
 // One work item is one lane group: up to W consecutive features of a row (linear inputs,
@@ -116,10 +118,13 @@ inline void forward_items(const Args<T>& a, int64_t begin, int64_t end) {
   Cursor<T, Lanes<T, Bytes>::width, kAlongFeatures> g(a.extents, begin);
   const int64_t x_step = g.step(a.x_strides), out_step = g.step(a.bases_strides);
   const int64_t basis_stride = a.bases_strides.basis;
+  const SiluSlot<T>& silu = a.silu;
+  const int64_t silu_step = g.step(silu.out_strides);
   dispatch_spline_order(t.order, [&](auto order) {
     for (int64_t item = begin; item < end; ++item, g.next()) {
       const int count = g.count();
       const V x = load_lanes<Bytes>(a.x + g.at(a.x_strides), x_step, count);
+      if (silu.out) store_lanes<Bytes>(silu.out + g.at(silu.out_strides), silu_step, count, silu_lanes(x));
       T* out = a.bases + g.at(a.bases_strides);
       columns<decltype(order)::value, false>(
           TableLanes<T, Bytes, kAlongFeatures>(t, g.feature), t.num_knots, x,
@@ -138,13 +143,21 @@ inline void backward_items(const Args<T>& a, int64_t begin, int64_t end) {
   const int64_t x_step = g.step(a.x_strides), grad_step = g.step(a.grad_strides);
   const int64_t grad_x_step = g.step(a.grad_x_strides), out_step = g.step(a.bases_strides);
   const int64_t grad_basis_stride = a.grad_strides.basis, out_basis_stride = a.bases_strides.basis;
+  const SiluSlot<T>& silu = a.silu;
+  const int64_t silu_step = g.step(silu.out_strides), silu_grad_step = g.step(silu.grad_strides);
   dispatch_spline_order(t.order, [&](auto order) {
     for (int64_t item = begin; item < end; ++item, g.next()) {
       const int count = g.count();
       const V x = load_lanes<Bytes>(a.x + g.at(a.x_strides), x_step, count);
       const T* grad = a.grad_bases + g.at(a.grad_strides);
       T* out = kStoreBases ? a.bases + g.at(a.bases_strides) : nullptr;
+      if (kStoreBases && silu.out) {
+        store_lanes<Bytes>(silu.out + g.at(silu.out_strides), silu_step, count, silu_lanes(x));
+      }
       V acc{};
+      if (silu.grad) {
+        acc = silu_backward_lanes(load_lanes<Bytes>(silu.grad + g.at(silu.grad_strides), silu_grad_step, count), x);
+      }
       columns<decltype(order)::value, true>(
           TableLanes<T, Bytes, kAlongFeatures>(t, g.feature), t.num_knots, x, [&](int j, V value, V deriv) {
             if (kStoreBases) store_lanes<Bytes>(out + j * out_basis_stride, out_step, count, value);
@@ -256,8 +269,9 @@ KnotTables<T>::KnotTables(const T* grid, int64_t features_, int num_knots_, int 
 
 template <typename T>
 void bspline_bases_cpu(const T* x, ElementStrides x_strides, Extents extents,
-                       const KnotTables<T>& tables, T* bases, BasisStrides bases_strides) {
-  const Args<T> a{x, x_strides, extents, &tables, bases, bases_strides, nullptr, {}, nullptr, {}, false};
+                       const KnotTables<T>& tables, T* bases, BasisStrides bases_strides,
+                       const SiluSlot<T>& silu) {
+  const Args<T> a{x, x_strides, extents, &tables, bases, bases_strides, nullptr, {}, nullptr, {}, false, silu};
   run_items(a, Kernels<T>::forward);
 }
 
@@ -265,19 +279,20 @@ template <typename T>
 void bspline_bases_backward_cpu(const T* x, ElementStrides x_strides, Extents extents,
                                 const KnotTables<T>& tables, T* bases, BasisStrides bases_strides,
                                 const T* grad_bases, BasisStrides grad_strides, T* grad_x,
-                                ElementStrides grad_x_strides, bool accumulate) {
+                                ElementStrides grad_x_strides, bool accumulate, const SiluSlot<T>& silu) {
   const Args<T> a{x, x_strides, extents, &tables, bases, bases_strides, grad_bases, grad_strides, grad_x,
-                  grad_x_strides, accumulate};
+                  grad_x_strides, accumulate, silu};
   run_items(a, bases ? Kernels<T>::bases_and_backward : Kernels<T>::backward);
 }
 
 #define KF_INSTANTIATE(T)                                                                      \
   template struct KnotTables<T>;                                                               \
   template void bspline_bases_cpu<T>(const T*, ElementStrides, Extents, const KnotTables<T>&, \
-                                     T*, BasisStrides);                                        \
+                                     T*, BasisStrides, const SiluSlot<T>&);                    \
   template void bspline_bases_backward_cpu<T>(const T*, ElementStrides, Extents,              \
                                               const KnotTables<T>&, T*, BasisStrides, const T*, \
-                                              BasisStrides, T*, ElementStrides, bool);
+                                              BasisStrides, T*, ElementStrides, bool,           \
+                                              const SiluSlot<T>&);
 KF_INSTANTIATE(float)
 KF_INSTANTIATE(double)
 #undef KF_INSTANTIATE

@@ -28,10 +28,20 @@ struct KnotTables {
   std::vector<T> table;  // [num_knots][order + 1][padded_features]
 };
 
+// A KAN layer's silu base path, evaluated in the same pass as the bases (silu_lanes.h): `out`
+// receives silu(x) and `grad`, laid out like x, adds grad·silu'(x) to grad_x. Null: not wanted.
+template <typename T>
+struct SiluSlot {
+  T* out = nullptr;
+  ElementStrides out_strides{};
+  const T* grad = nullptr;
+  ElementStrides grad_strides{};
+};
+
 template <typename T>
 void bspline_bases_cpu(
     const T* x, ElementStrides x_strides, Extents extents, const KnotTables<T>& tables,
-    T* bases, BasisStrides bases_strides);
+    T* bases, BasisStrides bases_strides, const SiluSlot<T>& silu = {});
 
 // grad_x = Σ_j grad_bases[.., j] · dB_j/dx, added to grad_x's contents when `accumulate`;
 // the bases themselves are written to `bases` too unless it is null.
@@ -39,7 +49,7 @@ template <typename T>
 void bspline_bases_backward_cpu(
     const T* x, ElementStrides x_strides, Extents extents, const KnotTables<T>& tables,
     T* bases, BasisStrides bases_strides, const T* grad_bases, BasisStrides grad_strides, T* grad_x,
-    ElementStrides grad_x_strides, bool accumulate);
+    ElementStrides grad_x_strides, bool accumulate, const SiluSlot<T>& silu = {});
 
 }  // namespace cpu
 }  // namespace kanfast

@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "../bspline_basis/bspline_bases.h"
-#include "../common/base_activation.h"
 #include "../common/chunks.h"
+#include "../common/feature_passes.h"
 #include "../common/scratch.h"
 #include "feature_layout.h"
 
@@ -140,14 +140,19 @@ inline KanConvShape kan_conv_shape(const at::Tensor& x, const at::Tensor& spline
   return s;
 }
 
+// The base slot (rows, C, positions) of a slot view (rows, C, slots, positions); undefined
+// without a base path.
+inline at::Tensor base_slot(const at::Tensor& slots, const KanConvShape& s) {
+  return s.base_slots > 0 ? slots.select(2, 0) : at::Tensor();
+}
+
 // Writes the expanded channels of x_chunk (n, C, *spatial) into feats (n, C·slots, *spatial).
 template <typename Bases>
 void kan_conv_features(const Bases& bases, const KanConvShape& s, const std::string& act, const at::Tensor& x_chunk,
                        const at::Tensor& feats) {
   const at::Tensor x3 = element_view(x_chunk, s.layout);
   const at::Tensor f4 = slot_view(feats, s.in, s.slots, s.layout);
-  if (s.base_slots > 0) base_activation_forward(act, x3, f4.select(2, 0));
-  bases.forward(x3, f4.narrow(2, s.base_slots, s.num_bases));
+  write_features(bases, act, x3, base_slot(f4, s), f4.narrow(2, s.base_slots, s.num_bases));
 }
 
 inline at::Tensor pad_features(const at::Tensor& feats, const KanConvGeometry& g) {
@@ -239,15 +244,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
         }
         const at::Tensor grad_feats = slot_view(grad_padded.contiguous(format), s.in, s.slots, s.layout);
         const at::Tensor grad_spline = grad_feats.narrow(2, s.base_slots, s.num_bases);
-        const at::Tensor gx = element_view(grad_x.narrow(0, r0, rc), s.layout);
-        const bool accumulate = s.base_slots > 0;
-        if (s.base_slots > 0) base_activation_backward(act, grad_feats.select(2, 0), x3, gx);
-        if (need_weights) {
-          if (s.base_slots > 0) base_activation_forward(act, x3, f4.select(2, 0));
-          bases.bases_and_backward(x3, f4.narrow(2, s.base_slots, s.num_bases), grad_spline, gx, accumulate);
-        } else {
-          bases.backward(x3, grad_spline, gx, accumulate);
-        }
+        input_grad_and_features(bases, act, x3, base_slot(grad_feats, s), grad_spline,
+                                element_view(grad_x.narrow(0, r0, rc), s.layout),
+                                need_weights ? base_slot(f4, s) : at::Tensor(),
+                                need_weights ? f4.narrow(2, s.base_slots, s.num_bases) : at::Tensor());
       } else {
         kan_conv_features(bases, s, act, x_chunk, feats);
       }

@@ -16,8 +16,8 @@
 #include <string>
 #include <tuple>
 
-#include "../common/base_activation.h"
 #include "../common/chunks.h"
+#include "../common/feature_passes.h"
 #include "../common/scratch.h"
 #include "../bspline_basis/bspline_bases.h"
 
@@ -131,12 +131,16 @@ inline at::Tensor spline_block(const at::Tensor& feats, const KanLinearShape& s)
       .unsqueeze(-1);
 }
 
+// The base block of a (rows, F) feature buffer as the (rows, in, 1) view x3 has.
+inline at::Tensor base_block(const at::Tensor& feats, const KanLinearShape& s) {
+  return s.base_cols > 0 ? feats.narrow(1, 0, s.in).unsqueeze(-1) : at::Tensor();
+}
+
 // Writes the features of x_chunk (rows, in) into feats (rows, F).
 template <typename Bases>
 void kan_linear_features(const Bases& bases, const KanLinearShape& s, const std::string& act,
                          const at::Tensor& x_chunk, const at::Tensor& feats) {
-  if (s.base_cols > 0) base_activation_forward(act, x_chunk, feats.narrow(1, 0, s.in));
-  bases.forward(x_chunk.unsqueeze(-1), spline_block(feats, s));
+  write_features(bases, act, x_chunk.unsqueeze(-1), base_block(feats, s), spline_block(feats, s));
 }
 
 // x: (N, in); grid: (in, G+2K+1); base_weight: (out, in) or undefined; spline_weight:
@@ -199,16 +203,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_i
       if (need_x) {
         at::Tensor grad_feats = grad_buffer.narrow(0, 0, rc);
         at::mm_out(grad_feats, g_chunk, weight);
-        const at::Tensor gx = grad_x.narrow(0, r0, rc);
-        if (s.base_cols > 0) base_activation_backward(act, grad_feats.narrow(1, 0, s.in), x_chunk, gx);
-        const bool accumulate = s.base_cols > 0;
-        if (need_weights) {
-          if (s.base_cols > 0) base_activation_forward(act, x_chunk, feats.narrow(1, 0, s.in));
-          bases.bases_and_backward(x_chunk.unsqueeze(-1), spline_block(feats, s), spline_block(grad_feats, s),
-                                   gx.unsqueeze(-1), accumulate);
-        } else {
-          bases.backward(x_chunk.unsqueeze(-1), spline_block(grad_feats, s), gx.unsqueeze(-1), accumulate);
-        }
+        input_grad_and_features(bases, act, x_chunk.unsqueeze(-1), base_block(grad_feats, s),
+                                spline_block(grad_feats, s), grad_x.narrow(0, r0, rc).unsqueeze(-1),
+                                need_weights ? base_block(feats, s) : at::Tensor(),
+                                need_weights ? spline_block(feats, s) : at::Tensor());
       } else {
         kan_linear_features(bases, s, act, x_chunk, feats);
       }
