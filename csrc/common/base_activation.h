@@ -1,6 +1,7 @@
 // The base path's activation, applied by ATen on any device: the fused ops write act(x) into
 // their feature buffer and need act'(x)·grad in backward. The names are the op argument
-// `base_activation`; kanfast/nn maps activation modules onto them.
+// `base_activation`; kanfast/nn maps activation modules onto them. (On the CPU the basis
+// kernels evaluate silu themselves: common/feature_passes.h.)
 #pragma once
 
 #include <ATen/ATen.h>

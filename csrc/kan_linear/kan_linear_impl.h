@@ -5,7 +5,7 @@
 //   feats = [act(x) | B_0(x) | ... | B_{nb-1}(x)]        (rows, F), F = (1 + nb)·in
 //   y     = feats @ W_cᵀ + bias,  W_c = [base_weight | (spline_weight·scaler) basis-major]
 // The basis-major order (all features' B_0, then all B_1, ...) lets the CPU kernels store
-// 8 features per instruction. Nothing of size (N, F) outlives a chunk: backward recomputes
+// 8 or 16 features per instruction. Nothing of size (N, F) outlives a chunk: backward recomputes
 // the features, so autograd saves only x and the weights. Backward holds two chunk buffers
 // (features and their gradient).
 #pragma once
