@@ -59,13 +59,64 @@ inline void dispatch_spline_order(int order, Fn&& fn) {  // host code: picks the
   }
 }
 
+// The recursion's state between knot intervals: column j+1's B_{j+1, 0..K-1}, its left factors
+// l_{j+1}^{1..K} and its step [x >= t_{j+1}].
+template <typename V, int K>
+struct SplineColumn {
+  V B[K];
+  V left[K + 1];
+  V step;
+};
+
+// Column j from column j+1 (`next`), into `col`, up to B_{j, L} and l_j^{min(L+1, K)}: the
+// interval's B_{j, L+1..K} are left out when nothing emitted depends on them.
+template <int K, int L, typename V, typename Knot, typename Recip>
+KF_HOST_DEVICE inline void spline_column(int j, V x, const Knot& knot, const Recip& recip,
+                                         const SplineColumn<V, K>& next, V (&B)[K + 1], V (&left)[K + 1],
+                                         V& step) {
+  using S = typename LaneScalar<V>::type;
+  const V zero{};
+  const V one = zero + S(1);
+  step = (x >= knot(j)) ? one : zero;
+  const V offset = x - knot(j);
+  B[0] = step - next.step;  // [t_j <= x < t_{j+1}] for non-decreasing knots
+  for (int k = 1; k <= K; ++k) {
+    if (k <= L + 1) left[k] = offset * recip(k, j);
+    if (k <= L) B[k] = left[k] * B[k - 1] + (one - next.left[k]) * next.B[k - 1];
+  }
+}
+
+template <typename V, int K>
+KF_HOST_DEVICE inline void advance(SplineColumn<V, K>& next, const V (&B)[K + 1], const V (&left)[K + 1], V step) {
+  for (int k = 0; k < K; ++k) next.B[k] = B[k];
+  for (int k = 1; k <= K; ++k) next.left[k] = left[k];
+  next.step = step;
+}
+
+// The last K intervals, j = num_knots-2-T for T = 0..K-1: none emits a basis, and interval j
+// feeds only B_{j, 0..T} forward (B_{j,k} reaches an emitted B_{i,K}, i <= num_knots-2-K, only
+// for k <= T), so it computes only those levels.
+template <int K, int T, typename V, typename Knot, typename Recip>
+KF_HOST_DEVICE inline void spline_top_columns(int num_knots, V x, const Knot& knot, const Recip& recip,
+                                              SplineColumn<V, K>& next) {
+  if constexpr (T < K) {
+    V B[K + 1];
+    V left[K + 1];
+    V step;
+    for (int k = 0; k <= K; ++k) B[k] = left[k] = V{};
+    spline_column<K, T>(num_knots - 2 - T, x, knot, recip, next, B, left, step);
+    advance(next, B, left, step);
+    spline_top_columns<K, T + 1>(num_knots, x, knot, recip, next);
+  }
+}
+
 // Streams the order-K bases of x (and optionally their derivatives) over the knot intervals
 // from the last to the first: column j holds B_{j,0..K}, and needs only column j+1's values
 // below order K and its left factors, so the state is O(K) whatever the number of knots.
 //
 // knot(j) -> V: t_j for every lane; recip(k, j) -> V: r(k, j), and 0 where j + k > num_knots - 1.
-// emit(j, B_{j,K}, dB_{j,K}/dx) for j = num_knots-2-K down to 0, already 0 outside
-// [t_0, t_last) and NaN for NaN x (dB is only computed when kDerivative).
+// num_knots >= K + 2. emit(j, B_{j,K}, dB_{j,K}/dx) for j = num_knots-2-K down to 0, already 0
+// outside [t_0, t_last) and NaN for NaN x (dB is only computed when kDerivative).
 template <int K, bool kDerivative, typename V, typename Knot, typename Recip, typename Emit>
 KF_HOST_DEVICE inline void bspline_columns(V x, int num_knots, const Knot& knot, const Recip& recip, Emit&& emit) {
   using S = typename LaneScalar<V>::type;
@@ -76,32 +127,23 @@ KF_HOST_DEVICE inline void bspline_columns(V x, int num_knots, const Knot& knot,
   // that & lane by lane on 64-byte vectors.
   const auto inside = (((x >= knot(0)) ? one : zero) - ((x >= knot(num_knots - 1)) ? one : zero)) > zero;
   const V outside_value = (x != x) ? x : zero;
-  V next_B[K];      // B_{j+1, 0..K-1}
-  V next_left[K + 1];  // l_{j+1}^{1..K}
-  for (int k = 0; k < K; ++k) next_B[k] = zero;
-  for (int k = 0; k <= K; ++k) next_left[k] = zero;
-  V next_step = (x >= knot(num_knots - 1)) ? one : zero;  // [x >= t_{j+1}]
-  for (int j = num_knots - 2; j >= 0; --j) {
-    const V step = (x >= knot(j)) ? one : zero;
-    const V offset = x - knot(j);
+  SplineColumn<V, K> next;  // column j+1
+  for (int k = 0; k < K; ++k) next.B[k] = zero;
+  for (int k = 0; k <= K; ++k) next.left[k] = zero;
+  next.step = (x >= knot(num_knots - 1)) ? one : zero;  // [x >= t_{j+1}]
+  spline_top_columns<K, 0>(num_knots, x, knot, recip, next);
+  for (int j = num_knots - 2 - K; j >= 0; --j) {
     V B[K + 1];
     V left[K + 1];
-    B[0] = step - next_step;  // [t_j <= x < t_{j+1}] for non-decreasing knots
-    for (int k = 1; k <= K; ++k) {
-      left[k] = offset * recip(k, j);
-      B[k] = left[k] * B[k - 1] + (one - next_left[k]) * next_B[k - 1];
+    V step;
+    spline_column<K, K>(j, x, knot, recip, next, B, left, step);
+    V deriv = zero;
+    if (kDerivative) {
+      deriv = (zero + S(K)) * (B[K - 1] * recip(K, j) - next.B[K - 1] * recip(K, j + 1));
+      deriv = inside ? deriv : outside_value;
     }
-    if (j + K + 1 < num_knots) {
-      V deriv = zero;
-      if (kDerivative) {
-        deriv = (zero + S(K)) * (B[K - 1] * recip(K, j) - next_B[K - 1] * recip(K, j + 1));
-        deriv = inside ? deriv : outside_value;
-      }
-      emit(j, inside ? B[K] : outside_value, deriv);
-    }
-    for (int k = 0; k < K; ++k) next_B[k] = B[k];
-    for (int k = 1; k <= K; ++k) next_left[k] = left[k];
-    next_step = step;
+    emit(j, inside ? B[K] : outside_value, deriv);
+    advance(next, B, left, step);
   }
 }
 
