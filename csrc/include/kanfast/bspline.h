@@ -68,7 +68,7 @@ struct SplineColumn {
   V step;
 };
 
-// Column j from column j+1 (`next`), into `col`, up to B_{j, L} and l_j^{min(L+1, K)}: the
+// Column j from column j+1 (`next`): B_{j, 0..L}, l_j^{1..min(L+1, K)} and [x >= t_j]. The
 // interval's B_{j, L+1..K} are left out when nothing emitted depends on them.
 template <int K, int L, typename V, typename Knot, typename Recip>
 KF_HOST_DEVICE inline void spline_column(int j, V x, const Knot& knot, const Recip& recip,
