@@ -93,7 +93,9 @@ def main(argv=None) -> int:
           f"{statistics.median(times['plain']) * 1e3 / steps:.2f}",
           f"{statistics.median(times['trainer']) * 1e3 / steps:.2f}", f"{statistics.median(ratios) - 1:+.1%}",
           f"{ci_low - 1:+.1%} … {ci_high - 1:+.1%}", f"{low - 1:+.1%} … {high - 1:+.1%}",
-          f"{min(ratios) - 1:+.1%} … {max(ratios) - 1:+.1%}", f"≤ {TARGET_OVERHEAD:.0%}"]])
+          f"{min(ratios) - 1:+.1%} … {max(ratios) - 1:+.1%}",
+          # a --quick run is a few steps, where the Trainer's fixed costs (metrics files, checkpoints) dominate
+          "n/a (smoke test)" if args.quick else f"≤ {TARGET_OVERHEAD:.0%}"]])
     print(table)
     if args.out:
         note = (f"Overhead: median over {repeats} repetitions (after warm-up) of the paired wall-time ratio "
