@@ -2,7 +2,9 @@
 // can write a KAN layer's base path in the pass that reads x for the bases: ATen's silu costs
 // a pass of its own over x and the feature buffer, and a copy when the buffer is strided.
 // The formulas are ATen's (aten/src/ATen/native/cpu/Activation.cpp); e^x is evaluated here, to
-// within a few units in the last place of the correctly rounded value.
+// within a few units in the last place of the correctly rounded value. (ATen's Vectorized exp
+// is fixed by ATen's own build-time CPU level, not by the instruction-set clones these kernels
+// are compiled into, so it cannot serve their lanes.)
 #pragma once
 
 #include <cstdint>
