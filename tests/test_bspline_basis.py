@@ -7,6 +7,7 @@ from kanfast.reference.bspline_basis import bspline_basis_derivative
 from tolerances import assert_close, low_precision_rule
 
 BACKENDS = backend_params()
+CPP = [p for p in BACKENDS if p.id == "cpp"]
 
 
 def _inputs(batch, features, grid_size, order, *, uniform=True, dtype=torch.float64):
@@ -30,9 +31,54 @@ def test_bases_equal_reference_bit_for_bit(backend, dtype, order, grid_size, uni
         pytest.skip("the Triton interpreter unrolls G+2K knots: large grids are covered on GPU runs")
     x, grid = _inputs(19, 7, grid_size, order, uniform=uniform, dtype=dtype)
     out = ops.bspline_basis(x, grid, order, backend=backend)
-    expected = reference.bspline_basis(x, grid, order)
     assert out.shape == (19, 7, grid_size + order) and out.dtype == dtype
+    if _uniform_fast_path(backend, dtype, order, uniform):
+        assert_close(out, reference.bspline_basis(x.double(), grid.double(), order), "bspline_uniform")
+        return
+    expected = reference.bspline_basis(x, grid, order)
     assert torch.equal(out, expected), (out - expected).abs().max()
+
+
+def _uniform_fast_path(backend, dtype, order, uniform):
+    """The C++ CPU kernels evaluate float32 bases of order >= 2 on uniform grids from the
+    cardinal B-spline (csrc/include/kanfast/uniform_bspline.h): close to the reference, not equal."""
+    return backend == "cpp" and dtype == torch.float32 and order >= 2 and uniform
+
+
+def _uniform_inputs(batch, features, grid_size, order):
+    """float32 x over a uniform float32 grid, with x on every knot, just beside the knots, at both
+    ends of the grid, outside it and non-finite."""
+    x, grid = _inputs(batch, features, grid_size, order, dtype=torch.float32)
+    knots = grid.t()  # (G+2K+1, features)
+    x = torch.cat([x, knots, torch.nextafter(knots, knots - 1), torch.nextafter(knots, knots + 1)])
+    x[-1, 0], x[-2, 0], x[-3, 0] = float("nan"), float("inf"), -float("inf")
+    return x, grid
+
+
+@pytest.mark.parametrize("backend", CPP)
+@pytest.mark.parametrize("features", [3, 16, 37])
+@pytest.mark.parametrize("order,grid_size", [(2, 3), (3, 5), (3, 10), (4, 8), (5, 64), (7, 2)])
+def test_uniform_fast_path_matches_the_float64_reference(backend, order, grid_size, features):
+    x, grid = _uniform_inputs(11, features, grid_size, order)
+    x.requires_grad_()
+    out = ops.bspline_basis(x, grid, order, backend=backend)
+    assert_close(out, reference.bspline_basis(x.detach().double(), grid.double(), order), "bspline_uniform")
+    weights = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    deriv = bspline_basis_derivative(x.detach().double(), grid.double(), order)
+    expected = (weights.double() * deriv).sum(-1)
+    # the derivative scales with 1/h: compare it in units of the knot spacing
+    step = grid[:, 1] - grid[:, 0]
+    assert_close(grad * step, expected * step, "bspline_uniform_grad")
+
+
+@pytest.mark.parametrize("backend", CPP)
+def test_nearly_uniform_float32_grids_take_the_exact_recursion(backend):
+    # One knot moved by far more than rounding: no longer uniform, so bit for bit again.
+    x, grid = _uniform_inputs(11, 16, 5, 3)
+    grid[5, 4] += 1e-3
+    out = ops.bspline_basis(x, grid, 3, backend=backend)
+    torch.testing.assert_close(out, reference.bspline_basis(x, grid, 3), rtol=0, atol=0, equal_nan=True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

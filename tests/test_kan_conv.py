@@ -25,10 +25,10 @@ GEOMETRIES = [
 ]
 
 
-def _params(geometry, *, grid_size=5, order=3, dtype=torch.float64, base=True, bias=True, batch=3):
+def _params(geometry, *, grid_size=5, order=3, dtype=torch.float64, base=True, bias=True, batch=3, uniform=False):
     dims, c_in, c_out, k, stride, padding, dilation, groups, spatial = geometry
     kernel = (k,) * dims if isinstance(k, int) else k
-    grid = make_grid(c_in, grid_size, order, uniform=False, dtype=dtype)
+    grid = make_grid(c_in, grid_size, order, uniform=uniform, dtype=dtype)
     x = torch.empty(batch, c_in, *spatial, dtype=dtype, device=DEVICE).uniform_(-1.3, 1.3)
 
     def rand(*shape):
@@ -109,6 +109,21 @@ def test_base_activations_in_float32(backend, activation):
     p64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
     y, grads, grad_out = _grads(p, lambda q: _run(q, backend, base_activation=activation))
     y_ref, grads_ref, _ = _grads(p64, lambda q: _reference(q, base_activation=activation), grad_out.double())
+    assert_close(y, y_ref, "kan_linear_output")
+    for name in grads:
+        assert_close(grads[name], grads_ref[name], "kan_linear_grad")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_uniform_grids_in_float32_match_reference(backend, channels_last):
+    # the C++ CPU kernels' cardinal B-spline path (uniform grid, order >= 2), both lane layouts
+    p = _params(GEOMETRIES[0], dtype=torch.float32, uniform=True)
+    if channels_last:
+        p["x"] = p["x"].to(memory_format=torch.channels_last)
+    p64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
+    y, grads, grad_out = _grads(p, lambda q: _run(q, backend))
+    y_ref, grads_ref, _ = _grads(p64, lambda q: _reference(q), grad_out.double())
     assert_close(y, y_ref, "kan_linear_output")
     for name in grads:
         assert_close(grads[name], grads_ref[name], "kan_linear_grad")

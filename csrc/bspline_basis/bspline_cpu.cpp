@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <type_traits>
 
 #include "kanfast/bspline.h"
 #include "kanfast/cpu/lanes.h"
 #include "kanfast/cpu/silu_lanes.h"
+#include "kanfast/uniform_bspline.h"
 
 namespace kanfast {
 namespace cpu {
@@ -88,9 +91,15 @@ struct TableLanes {
   using V = Vec<T, Bytes>;
   const T* base;  // the lane group's first feature in the table
   int64_t interval_stride, padded_features;
+  const T* origin;    // uniform tables only: t_0 and 1/h of the lane group's first feature
+  const T* inv_step;
 
   TableLanes(const KnotTables<T>& t, int64_t feature)
-      : base(t.table.data() + feature), interval_stride(t.interval_stride), padded_features(t.padded_features) {}
+      : base(t.table.data() + feature),
+        interval_stride(t.interval_stride),
+        padded_features(t.padded_features),
+        origin(t.uniform ? t.origin.data() + feature : nullptr),
+        inv_step(t.uniform ? t.inv_step.data() + feature : nullptr) {}
   static V load(const T* p) {
     if (kAlongFeatures) {
       V v;
@@ -103,9 +112,18 @@ struct TableLanes {
   V recip(int k, int j) const { return load(base + j * interval_stride + k * padded_features); }
 };
 
+// The uniform kernels where the tables allow them (a branch the item loop predicts), else the
+// exact recursion.
 template <int K, bool kDerivative, typename T, int Bytes, bool kAlongFeatures, typename Emit>
 inline void columns(const TableLanes<T, Bytes, kAlongFeatures>& lanes, int num_knots, Vec<T, Bytes> x,
                     Emit&& emit) {
+  if constexpr (std::is_same_v<T, float> && K >= 2) {
+    if (lanes.origin) {
+      uniform_bspline_columns<K, kDerivative>(x, lanes.load(lanes.origin), lanes.load(lanes.inv_step), num_knots,
+                                              std::forward<Emit>(emit));
+      return;
+    }
+  }
   bspline_columns<K, kDerivative>(
       x, num_knots, [&](int j) { return lanes.knot(j); }, [&](int k, int j) { return lanes.recip(k, j); },
       std::forward<Emit>(emit));
@@ -265,6 +283,30 @@ KnotTables<T>::KnotTables(const T* grid, int64_t features_, int num_knots_, int 
       }
     }
   }
+  if (std::is_same_v<T, float> && order >= 2) detect_uniform(grid);
+}
+
+// Uniform when every knot lies within 2·epsilon·max(|t_0|, |t_last|) of t_0 + j·h: what a grid
+// built in float64 and rounded to float32 (uniform_grid) satisfies, and what keeps the uniform
+// kernels' results within their tolerance of the exact recursion on the stored knots.
+template <typename T>
+void KnotTables<T>::detect_uniform(const T* grid) {
+  std::vector<T> origins(padded_features, T(0)), inv_steps(padded_features, T(0));
+  for (int64_t c = 0; c < features; ++c) {
+    const T* t = grid + c * num_knots;
+    const double first = t[0], last = t[num_knots - 1];
+    const double step = (last - first) / (num_knots - 1);
+    if (!(step > 0)) return;
+    const double slack = 2 * std::numeric_limits<T>::epsilon() * std::max(std::fabs(first), std::fabs(last));
+    for (int j = 1; j < num_knots - 1; ++j) {
+      if (std::fabs(t[j] - (first + j * step)) > slack) return;
+    }
+    origins[c] = t[0];
+    inv_steps[c] = static_cast<T>(1 / step);
+  }
+  uniform = true;
+  origin = std::move(origins);
+  inv_step = std::move(inv_steps);
 }
 
 template <typename T>

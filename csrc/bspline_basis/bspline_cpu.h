@@ -26,6 +26,14 @@ struct KnotTables {
   int64_t features, padded_features, interval_stride;
   int num_knots, order;
   std::vector<T> table;  // [num_knots][order + 1][padded_features]
+
+  // float32 grids with order >= 2 whose every feature is evenly spaced to within rounding take
+  // the uniform kernels (kanfast/uniform_bspline.h); float64 always takes the exact recursion.
+  bool uniform = false;
+  std::vector<T> origin, inv_step;  // [padded_features]: t_0 and 1/h per feature, when uniform
+
+ private:
+  void detect_uniform(const T* grid);
 };
 
 // A KAN layer's silu base path, evaluated in the same pass as the bases (silu_lanes.h): `out`

@@ -9,6 +9,7 @@
 
 #include "kanfast/bspline.h"
 #include "kanfast/cpu/lanes.h"
+#include "kanfast/uniform_bspline.h"
 
 namespace {
 
@@ -171,6 +172,78 @@ void test_every_basis_is_emitted() {
   }
 }
 
+// The uniform-grid kernel against the exact recursion, in double (where only rounding separates
+// them) on knots, beside knots, outside the grid and non-finite x; derivatives in units of 1/h.
+template <typename T>
+void uniform_eval(const Spline& s, T x, std::vector<double>& B, std::vector<double>& D) {
+  const int nk = static_cast<int>(s.t.size());
+  const T origin = static_cast<T>(s.t.front()), inv_step = static_cast<T>((nk - 1) / (s.t.back() - s.t.front()));
+  B.assign(s.num_bases(), -1.0);
+  D.assign(s.num_bases(), -1.0);
+  kanfast::dispatch_spline_order(s.order, [&](auto k) {
+    if constexpr (decltype(k)::value >= 2) {
+      kanfast::uniform_bspline_columns<decltype(k)::value, true>(x, origin, inv_step, nk, [&](int j, T b, T d) {
+        B[j] = b;
+        D[j] = d;
+      });
+    }
+  });
+}
+
+void test_uniform_kernel_matches_recursion() {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (int order = 2; order <= kanfast::kMaxSplineOrder; ++order) {
+    for (const Spline& s : {uniform(5, order), uniform(17, order, -2, 3), uniform(64, order)}) {
+      const double h = s.t[1] - s.t[0];
+      std::vector<double> xs = {s.t.front() - 1, s.t.back() + 1, inf, -inf};
+      for (double t : s.t) xs.insert(xs.end(), {t, std::nextafter(t, -inf), std::nextafter(t, inf)});
+      for (int i = 0; i < 301; ++i) xs.push_back(s.t.front() + (s.t.back() - s.t.front()) * i / 300.0 + 1e-3);
+      std::vector<double> B, D, UB, UD;
+      for (double x : xs) {
+        s.eval(x, B, &D);
+        uniform_eval(s, x, UB, UD);
+        for (int j = 0; j < s.num_bases(); ++j) {
+          EXPECT(std::fabs(UB[j] - B[j]) < 1e-12 && std::fabs(UD[j] - D[j]) * h < 1e-12,
+                 "order %d G %d x %.17g j %d: %g/%g vs %g/%g", order, s.num_bases() - order, x, j, UB[j], UD[j],
+                 B[j], D[j]);
+        }
+      }
+      uniform_eval(s, std::nan(""), UB, UD);
+      for (int j = 0; j < s.num_bases(); ++j) EXPECT(std::isnan(UB[j]) && std::isnan(UD[j]), "NaN x, j %d", j);
+    }
+  }
+}
+
+// float SIMD lanes of either width give the scalar float results bit for bit.
+template <int Bytes>
+void test_uniform_simd_lanes_equal_scalar() {
+  using V = kanfast::cpu::Vec<float, Bytes>;
+  constexpr int W = kanfast::cpu::Lanes<float, Bytes>::width;
+  const Spline s = uniform(5, 3);
+  const int nk = static_cast<int>(s.t.size());
+  float xs[W];
+  for (int l = 0; l < W; ++l) xs[l] = static_cast<float>(-2.5 + 5.0 * l / (W - 1));  // outside on both sides and inside
+  xs[1] = static_cast<float>(s.t[4]);                                                 // on a knot
+  xs[2] = std::nanf("");
+  V x;
+  std::memcpy(&x, xs, sizeof(x));
+  const float origin = static_cast<float>(s.t.front()), inv_step = static_cast<float>((nk - 1) / (s.t.back() - s.t.front()));
+  std::vector<V> B(s.num_bases()), D(s.num_bases());
+  kanfast::uniform_bspline_columns<3, true>(x, V{} + origin, V{} + inv_step, nk, [&](int j, V b, V d) {
+    B[j] = b;
+    D[j] = d;
+  });
+  std::vector<double> b, d;
+  for (int l = 0; l < W; ++l) {
+    uniform_eval<float>(s, xs[l], b, d);
+    for (int j = 0; j < s.num_bases(); ++j) {
+      const bool same = (b[j] == B[j][l] || (std::isnan(b[j]) && std::isnan(B[j][l]))) &&
+                        (d[j] == D[j][l] || (std::isnan(d[j]) && std::isnan(D[j][l])));
+      EXPECT(same, "%d-byte lane %d j %d: %g/%g vs %g/%g", Bytes, l, j, B[j][l], D[j][l], b[j], d[j]);
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -181,6 +254,9 @@ int main() {
   test_simd_lanes_equal_scalar<32>();
   test_simd_lanes_equal_scalar<64>();
   test_every_basis_is_emitted();
+  test_uniform_kernel_matches_recursion();
+  test_uniform_simd_lanes_equal_scalar<32>();
+  test_uniform_simd_lanes_equal_scalar<64>();
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
   return failures ? 1 : 0;
 }

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "kanfast/bspline.h"
+#include "kanfast/uniform_bspline.h"
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
 // flatten: the hot loops' callees must be inlined into each clone to get its instruction set.
@@ -52,7 +53,23 @@ inline void store_lanes(T* p, int64_t stride, int count, Vec<T, Bytes> v) {
   }
 }
 
+// floor(u): truncation toward zero (one conversion each way), then one down where that rounded up.
+template <int Bytes>
+inline Vec<float, Bytes> floor_lanes(Vec<float, Bytes> u) {
+  const Vec<float, Bytes> t = __builtin_convertvector(__builtin_convertvector(u, Vec<int32_t, Bytes>), Vec<float, Bytes>);
+  return (t > u) ? t - 1.0f : t;
+}
+
 }  // namespace cpu
+
+template <>
+struct LaneFloor<cpu::Vec<float, 32>> {
+  static cpu::Vec<float, 32> apply(cpu::Vec<float, 32> u) { return cpu::floor_lanes<32>(u); }
+};
+template <>
+struct LaneFloor<cpu::Vec<float, 64>> {
+  static cpu::Vec<float, 64> apply(cpu::Vec<float, 64> u) { return cpu::floor_lanes<64>(u); }
+};
 
 template <>
 struct LaneScalar<cpu::Vec<float, 32>> {
