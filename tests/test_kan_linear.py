@@ -76,6 +76,27 @@ def test_uniform_grids_in_float32_match_reference(backend, shape):
         assert_close(g, grads_ref[name], "kan_linear_grad")
 
 
+@pytest.mark.parametrize("backend", [p for p in BACKENDS if p.id == "cpp"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_every_thread_count_matches_reference_and_repeats_exactly(backend, threads):
+    # One thread runs the row chunks in turn; more split them into shares, each with its own
+    # partial weight gradient summed in share order: deterministic for a given thread count.
+    p = _params(301, 12, 5, dtype=torch.float32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        first = _grads(p, backend, chunk_rows=16)
+        y, grads, grad_out = _grads(p, backend, first[2], chunk_rows=16)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(y, first[0]) and all(torch.equal(g, first[1][n]) for n, g in grads.items())
+    p64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
+    y_ref, grads_ref, _ = _grads(p64, "reference", grad_out.double())
+    assert_close(y, y_ref, "kan_linear_output")
+    for name, g in grads.items():
+        assert_close(g, grads_ref[name], "kan_linear_grad")
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_large_reduced_gradients_by_relative_l2_and_cosine(backend):
     p = _params(2048 if backend != "triton" else 256, 16, 8, dtype=torch.float32)

@@ -31,7 +31,9 @@ def kan_linear(
     x: (*, in); grid: (in, G+2K+1); base_weight: (out, in) or None (no base path);
     spline_weight: (out, in, G+K); spline_scaler: (out, in) or None; bias: (out,) or None
     -> (*, out). ``base_activation`` names act (silu, gelu, gelu_tanh, relu, tanh, sigmoid,
-    identity). ``chunk_rows`` bounds the rows expanded at once (default on the CPU: 1024, fewer for very wide layers).
+    identity). ``chunk_rows`` bounds the rows expanded at once, per thread on the CPU (default
+    there: 256 per thread while the combined weight fits in 4 MiB, else 1024 shared by all
+    threads; fewer for very wide layers).
     """
     num_bases = check_bspline_args("kan_linear", x, grid, spline_order, feature_dim=-1)
     check_base_activation("kan_linear", base_activation)
