@@ -11,14 +11,13 @@
 #pragma once
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <ATen/ThreadLocalState.h>
 
 #include <algorithm>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "../common/chunk_shares.h"
 #include "../common/chunks.h"
 #include "../common/feature_passes.h"
 #include "../common/scratch.h"
@@ -29,15 +28,12 @@ namespace kanfast {
 // Default chunk. CPU: the basis passes are bound by memory traffic once the feature buffer
 // leaves the cache, while the GEMMs run at full speed from a few hundred rows on, so chunks
 // are counted in rows (measured with bench/kan_linear_ratios.py); very wide layers get fewer,
-// so that the buffer stays one a thread keeps for reuse (common/scratch.h). Where W_c fits in
-// 4 MiB each thread works through its own 256-row chunks, features and GEMMs alike, so the
-// features stay in that core's L2 (64->64: 1.53x -> 1.32x the floor; 256->256: 1.24x ->
-// 1.13x); wider layers share 1024-row chunks among all threads, as the GEMM of a large W_c
-// runs better multi-threaded.
+// so that the buffer stays one a thread keeps for reuse (common/scratch.h). When each thread
+// runs its own share of the chunks (common/chunk_shares.h), 256-row chunks: 128 to 1024 were
+// within noise of each other at 64->64, 256 best at 256->256.
 // GPU: GEMMs need many rows to fill the device; 64 MiB is still small next to its memory.
 constexpr int64_t kCpuChunkRows = 1024;
 constexpr int64_t kCpuPerThreadRows = 256;
-constexpr int64_t kCpuPerThreadMaxWeightBytes = 4 << 20;
 constexpr int64_t kCpuMaxChunkBytes = kMaxRetainedScratchBytes;
 constexpr int64_t kCudaChunkBytes = 64 << 20;
 
@@ -93,11 +89,7 @@ inline void check_kan_linear_backward_args(const at::Tensor& grad_out, const at:
 
 struct KanLinearShape {
   int64_t rows, in, out, num_bases, base_cols, features, chunk_rows;
-  // CPU, W_c small enough to stay in cache: the threads split the chunks between them and run
-  // each chunk's basis pass and GEMMs alone (row_chunks below); otherwise every chunk is
-  // spread over all threads in turn.
-  bool per_thread;
-  int threads;  // the shares of chunks: at::get_num_threads() when per_thread, else 1
+  int shares;  // of the chunks, run one per thread (common/chunk_shares.h), or 1
 };
 
 inline KanLinearShape kan_linear_shape(const at::Tensor& x, const at::Tensor& spline_weight, bool has_base,
@@ -110,43 +102,16 @@ inline KanLinearShape kan_linear_shape(const at::Tensor& x, const at::Tensor& sp
   s.base_cols = has_base ? s.in : 0;
   s.features = s.base_cols + s.num_bases * s.in;
   const int64_t row_bytes = std::max<int64_t>(1, s.features * x.element_size());
-  s.per_thread = x.is_cpu() && at::get_num_threads() > 1 && s.out * row_bytes <= kCpuPerThreadMaxWeightBytes;
-  s.threads = s.per_thread ? at::get_num_threads() : 1;
+  s.shares = chunk_shares(x, s.out * row_bytes);
   if (chunk_rows <= 0) {
     int64_t max_rows = x.is_cuda() ? std::max<int64_t>(64, kCudaChunkBytes / row_bytes)
-                                   : std::min(s.per_thread ? kCpuPerThreadRows : kCpuChunkRows,
+                                   : std::min(s.shares > 1 ? kCpuPerThreadRows : kCpuChunkRows,
                                               kCpuMaxChunkBytes / row_bytes);
-    if (s.per_thread) max_rows = std::min(max_rows, (s.rows + s.threads - 1) / s.threads);  // work for every thread
+    if (s.shares > 1) max_rows = std::min(max_rows, (s.rows + s.shares - 1) / s.shares);  // work for every thread
     chunk_rows = balanced_chunk(s.rows, max_rows);
   }
   s.chunk_rows = std::max<int64_t>(1, std::min(chunk_rows, s.rows));
   return s;
-}
-
-// Calls fn(share, r0, rc) for every chunk of rows [r0, r0 + rc). Share t of s.threads takes a
-// contiguous run of chunks; with per_thread the shares run in parallel, each on one thread
-// (ATen ops inside, GEMMs included, then run single-threaded), so a chunk's features are
-// written and read by the same core while they are in its cache.
-template <typename Fn>
-void row_chunks(const KanLinearShape& s, Fn&& fn) {
-  const int64_t chunks = (s.rows + s.chunk_rows - 1) / s.chunk_rows;
-  const int64_t shares = std::min<int64_t>(s.threads, chunks);
-  const auto run_share = [&](int64_t t) {
-    for (int64_t c = t * chunks / shares; c < (t + 1) * chunks / shares; ++c) {
-      const int64_t r0 = c * s.chunk_rows;
-      fn(t, r0, std::min(s.chunk_rows, s.rows - r0));
-    }
-  };
-  if (shares > 1) {
-    // the caller's dispatch state (below autograd, grad mode, ...) for the ATen ops on workers
-    const at::ThreadLocalState state;
-    at::parallel_for(0, shares, 1, [&](int64_t t0, int64_t t1) {
-      const at::ThreadLocalStateGuard guard(state);
-      for (int64_t t = t0; t < t1; ++t) run_share(t);
-    });
-  } else if (shares == 1) {
-    run_share(0);
-  }
 }
 
 // W_c: (out, F); the spline block is permuted to the basis-major feature order. Written in
@@ -197,7 +162,7 @@ at::Tensor kan_linear_forward_impl(const Bases& bases, const at::Tensor& x, cons
   at::Tensor y = at::empty({s.rows, s.out}, x.options());
   if (s.rows == 0) return y;
   const at::Tensor weight_t = kan_linear_combined_weight(base_weight, spline_weight, spline_scaler).t();
-  row_chunks(s, [&](int64_t, int64_t r0, int64_t rc) {
+  for_each_chunk(s.rows, s.chunk_rows, s.shares, [&](int64_t, int64_t r0, int64_t rc) {
     // scratch is per thread: each share has its own buffer
     const at::Tensor feats = scratch(ScratchSlot::kFeatures, {s.chunk_rows, s.features}, x.options()).narrow(0, 0, rc);
     kan_linear_features(bases, s, act, x.narrow(0, r0, rc), feats);
@@ -234,10 +199,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_i
         need_x ? kan_linear_combined_weight(base_weight, spline_weight, spline_scaler) : at::Tensor();
     // One (out, F) partial gradient per share, summed in share order at the end: the same
     // result for the same thread count whichever thread runs which share.
+    const int64_t shares = shares_used(s.rows, s.chunk_rows, s.shares);
     const at::Tensor partials =
-        need_weights && s.threads > 1 ? at::empty({s.threads, s.out, s.features}, x.options()) : at::Tensor();
-    std::vector<char> started(s.threads, 0);
-    row_chunks(s, [&](int64_t share, int64_t r0, int64_t rc) {
+        need_weights && shares > 1 ? at::empty({shares, s.out, s.features}, x.options()) : at::Tensor();
+    std::vector<char> started(shares, 0);
+    for_each_chunk(s.rows, s.chunk_rows, s.shares, [&](int64_t share, int64_t r0, int64_t rc) {
       const at::Tensor x_chunk = x.narrow(0, r0, rc);
       const at::Tensor g_chunk = grad_out.narrow(0, r0, rc);
       // grad_feats comes first (it needs no bases) so that one pass over the recursion then
@@ -266,10 +232,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_i
         }
       }
     });
-    if (partials.defined()) {
-      const int64_t used = std::count(started.begin(), started.end(), 1);
-      at::sum_out(grad_weight, partials.narrow(0, 0, used), 0);
-    }
+    if (partials.defined()) at::sum_out(grad_weight, partials, 0);
   }
 
   at::Tensor grad_base, grad_spline, grad_scaler;
