@@ -44,6 +44,14 @@ def _grads(p, backend, grad_out=None, **kwargs):
     return y.detach(), dict(zip(names, grads)), grad_out
 
 
+def _assert_matches_float64_reference(p, y, grads, grad_out):
+    p64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
+    y_ref, grads_ref, _ = _grads(p64, "reference", grad_out.double())
+    assert_close(y, y_ref, "kan_linear_output")
+    for name, g in grads.items():
+        assert_close(g, grads_ref[name], "kan_linear_grad")
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("shape", [(37, 7, 5, 5, 3), (16, 1, 1, 1, 1), (64, 33, 17, 10, 2), (9, 4, 6, 20, 5)])
@@ -52,12 +60,7 @@ def test_forward_and_gradients_match_reference(backend, dtype, shape):
     if backend == "triton" and grid_size > 10:
         pytest.skip("the Triton interpreter unrolls G+2K knots: large grids are covered on GPU runs")
     p = _params(batch, in_f, out_f, grid_size, order, dtype=dtype)
-    y, grads, grad_out = _grads(p, backend)
-    p64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
-    y_ref, grads_ref, _ = _grads(p64, "reference", grad_out.double())
-    assert_close(y, y_ref, "kan_linear_output")
-    for name, g in grads.items():
-        assert_close(g, grads_ref[name], "kan_linear_grad")
+    _assert_matches_float64_reference(p, *_grads(p, backend))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -68,12 +71,7 @@ def test_uniform_grids_in_float32_match_reference(backend, shape):
     if backend == "triton" and grid_size > 10:
         pytest.skip("the Triton interpreter unrolls G+2K knots: large grids are covered on GPU runs")
     p = _params(batch, in_f, out_f, grid_size, order, dtype=torch.float32, uniform=True)
-    y, grads, grad_out = _grads(p, backend)
-    p64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
-    y_ref, grads_ref, _ = _grads(p64, "reference", grad_out.double())
-    assert_close(y, y_ref, "kan_linear_output")
-    for name, g in grads.items():
-        assert_close(g, grads_ref[name], "kan_linear_grad")
+    _assert_matches_float64_reference(p, *_grads(p, backend))
 
 
 @pytest.mark.parametrize("backend", [p for p in BACKENDS if p.id == "cpp"])
@@ -90,11 +88,7 @@ def test_every_thread_count_matches_reference_and_repeats_exactly(backend, threa
     finally:
         torch.set_num_threads(before)
     assert torch.equal(y, first[0]) and all(torch.equal(g, first[1][n]) for n, g in grads.items())
-    p64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
-    y_ref, grads_ref, _ = _grads(p64, "reference", grad_out.double())
-    assert_close(y, y_ref, "kan_linear_output")
-    for name, g in grads.items():
-        assert_close(g, grads_ref[name], "kan_linear_grad")
+    _assert_matches_float64_reference(p, y, grads, grad_out)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
