@@ -1,7 +1,7 @@
 // Running a fused op's chunk loop (the rows of KANLinear) on the CPU threads.
 //
 // By default every chunk is spread over all threads in turn: its basis pass by the basis
-// kernels' parallel_for, its GEMM or convolution by the vendor library. Where the combined
+// kernels' parallel_for, its GEMMs by the BLAS. Where the combined
 // weight is small, the threads instead split the chunks into contiguous shares and each runs
 // its chunks' basis passes and GEMMs alone (ATen ops inside a parallel region run on the
 // calling thread), so the features a core writes are read back from its own L2 rather than
@@ -27,6 +27,11 @@ inline int chunk_shares(const at::Tensor& x, int64_t weight_bytes) {
   return x.is_cpu() && threads > 1 && weight_bytes <= kCpuPerThreadMaxWeightBytes ? threads : 1;
 }
 
+// Shares that for_each_chunk(total, chunk, shares, ...) runs: no more than there are chunks.
+inline int64_t shares_used(int64_t total, int64_t chunk, int shares) {
+  return std::min<int64_t>(shares, (total + chunk - 1) / chunk);
+}
+
 // Calls fn(share, begin, count) for every chunk [begin, begin + count) of `total` items, chunks
 // of `chunk` items. Share t of `shares` takes a contiguous run of chunks; with shares > 1 they
 // run in parallel, one thread each. Which chunks a share gets depends only on the arguments, so
@@ -34,7 +39,7 @@ inline int chunk_shares(const at::Tensor& x, int64_t weight_bytes) {
 template <typename Fn>
 void for_each_chunk(int64_t total, int64_t chunk, int shares, Fn&& fn) {
   const int64_t chunks = (total + chunk - 1) / chunk;
-  const int64_t used = std::min<int64_t>(shares, chunks);
+  const int64_t used = shares_used(total, chunk, shares);
   const auto run_share = [&](int64_t t) {
     for (int64_t c = t * chunks / used; c < (t + 1) * chunks / used; ++c) {
       fn(t, c * chunk, std::min(chunk, total - c * chunk));
@@ -50,11 +55,6 @@ void for_each_chunk(int64_t total, int64_t chunk, int shares, Fn&& fn) {
   } else if (used == 1) {
     run_share(0);
   }
-}
-
-// Shares that for_each_chunk(total, chunk, shares, ...) actually runs.
-inline int64_t shares_used(int64_t total, int64_t chunk, int shares) {
-  return std::min<int64_t>(shares, (total + chunk - 1) / chunk);
 }
 
 }  // namespace kanfast
