@@ -169,12 +169,15 @@ inline void backward_items(const Args<T>& a, int64_t begin, int64_t end) {
       const V x = load_lanes<Bytes>(a.x + g.at(a.x_strides), x_step, count);
       const T* grad = a.grad_bases + g.at(a.grad_strides);
       T* out = kStoreBases ? a.bases + g.at(a.bases_strides) : nullptr;
-      if (kStoreBases && silu.out) {
-        store_lanes<Bytes>(silu.out + g.at(silu.out_strides), silu_step, count, silu_lanes(x));
-      }
       V acc{};
-      if (silu.grad) {
-        acc = silu_backward_lanes(load_lanes<Bytes>(silu.grad + g.at(silu.grad_strides), silu_grad_step, count), x);
+      const bool store_silu = kStoreBases && silu.out;
+      if (store_silu || silu.grad) {
+        const V denominator = silu_denominator(x);  // one exp for silu(x) and silu'(x)
+        if (store_silu) store_lanes<Bytes>(silu.out + g.at(silu.out_strides), silu_step, count, x / denominator);
+        if (silu.grad) {
+          const V grad_slot = load_lanes<Bytes>(silu.grad + g.at(silu.grad_strides), silu_grad_step, count);
+          acc = silu_backward_lanes(grad_slot, x, denominator);
+        }
       }
       columns<decltype(order)::value, true>(
           TableLanes<T, Bytes, kAlongFeatures>(t, g.feature), t.num_knots, x, [&](int j, V value, V deriv) {

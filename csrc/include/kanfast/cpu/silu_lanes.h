@@ -39,7 +39,9 @@ struct ExpConstants<double> {
 
 // e^x per lane: x = n·ln 2 + r with |r| <= ln 2 / 2, e^r from its Taylor polynomial (degree 7
 // for float, 13 for double: the remainder is below half an ulp), 2^n from the exponent bits.
-// NaN stays NaN.
+// NaN stays NaN. The polynomial is evaluated by Estrin's scheme (pairs of terms, then pairs of
+// pairs in r^2, r^4, ...): its dependency chain is ~log2 of Horner's, and in the basis kernels
+// Horner's latency chain was most of the time of a silu pass.
 template <typename V>
 inline V exp_lanes(V x) {
   using S = typename LaneScalar<V>::type;
@@ -49,13 +51,22 @@ inline V exp_lanes(V x) {
   const V clamped = (x > zero + C::kMax) ? zero + C::kMax : ((x < zero + C::kMin) ? zero + C::kMin : x);
   const V n = (clamped * S(1.4426950408889634) + C::kRoundShift) - C::kRoundShift;  // round(x / ln 2)
   const V r = (clamped - n * C::kLn2Hi) - n * C::kLn2Lo;
-  S factorial = 1;  // Horner over 1/k!, k = kDegree .. 0
-  for (int k = 2; k <= C::kDegree; ++k) factorial *= S(k);
-  V p = zero + S(1) / factorial;
-  for (int k = C::kDegree; k >= 1; --k) {
-    factorial /= S(k);
-    p = p * r + S(1) / factorial;
+  constexpr int kTerms = C::kDegree + 1;
+  V terms[kTerms];  // 1/k!, then combined in place level by level
+  S inv_factorial = 1;
+  for (int k = 0; k < kTerms; ++k) {
+    if (k > 0) inv_factorial /= S(k);
+    terms[k] = zero + inv_factorial;
   }
+  V power = r;  // r^(2^level)
+#pragma GCC unroll 8
+  for (int count = kTerms; count > 1; count = (count + 1) / 2) {
+#pragma GCC unroll 8
+    for (int i = 0; i < count / 2; ++i) terms[i] = terms[2 * i] + terms[2 * i + 1] * power;
+    if (count % 2) terms[count / 2] = terms[count - 1];
+    power = power * power;
+  }
+  const V p = terms[0];
   const IntV bits = (__builtin_convertvector(n, IntV) + C::kExponentBias) << C::kMantissaBits;
   V scale;
   std::memcpy(&scale, &bits, sizeof(scale));
@@ -63,16 +74,22 @@ inline V exp_lanes(V x) {
   return (x > zero + C::kMax) ? inf : ((x < zero + C::kMin) ? zero : p * scale);
 }
 
+// 1 + e^-x: silu(x) = x / it and sigmoid(x) = 1 / it, so a pass that needs both evaluates one exp.
 template <typename V>
-inline V silu_lanes(V x) {
-  return x / (V{} + 1 + exp_lanes(-x));
+inline V silu_denominator(V x) {
+  return V{} + 1 + exp_lanes(-x);
 }
 
-// grad · silu'(x) = grad · s · (1 + x·(1 - s)), s = sigmoid(x)
 template <typename V>
-inline V silu_backward_lanes(V grad, V x) {
+inline V silu_lanes(V x) {
+  return x / silu_denominator(x);
+}
+
+// grad · silu'(x) = grad · s · (1 + x·(1 - s)), s = sigmoid(x) = 1 / denominator
+template <typename V>
+inline V silu_backward_lanes(V grad, V x, V denominator) {
   const V one = V{} + 1;
-  const V s = one / (one + exp_lanes(-x));
+  const V s = one / denominator;
   return grad * s * (one + x * (one - s));
 }
 
