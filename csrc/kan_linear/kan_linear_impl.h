@@ -22,6 +22,7 @@
 #include "../common/feature_passes.h"
 #include "../common/scratch.h"
 #include "../bspline_basis/bspline_bases.h"
+#include "combined_weight_cpu.h"
 
 namespace kanfast {
 
@@ -115,12 +116,17 @@ inline KanLinearShape kan_linear_shape(const at::Tensor& x, const at::Tensor& sp
 }
 
 // W_c: (out, F); the spline block is permuted to the basis-major feature order. Written in
-// place (no cat, no temporary for the scaled spline weight): this runs on every call.
+// place (no cat, no temporary for the scaled spline weight): this runs on every call. On the
+// CPU by plain loops (combined_weight_cpu.h).
 inline at::Tensor kan_linear_combined_weight(const at::Tensor& base_weight, const at::Tensor& spline_weight,
                                              const at::Tensor& spline_scaler) {
   const int64_t out = spline_weight.size(0), in = spline_weight.size(1), num_bases = spline_weight.size(2);
   const int64_t base_cols = base_weight.defined() ? in : 0;
   at::Tensor weight = at::empty({out, base_cols + num_bases * in}, spline_weight.options());
+  if (weight.is_cpu()) {
+    kan_linear_combined_weight_cpu(base_weight, spline_weight, spline_scaler, weight);
+    return weight;
+  }
   if (base_cols > 0) weight.narrow(1, 0, in).copy_(base_weight);
   at::Tensor spline = weight.narrow(1, base_cols, num_bases * in).view({out, num_bases, in});
   const at::Tensor per_basis = spline_weight.permute({0, 2, 1});
@@ -190,18 +196,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_i
   const bool need_scaler = output_mask[3] && spline_scaler.defined();
   const bool need_weights = need_base || output_mask[2] || need_scaler;
 
-  at::Tensor grad_x, grad_weight;  // grad_weight: gradient of W_c, (out, F)
+  // One partial gradient of W_c per share, (shares, out, F), summed in share order at the end:
+  // the same result for the same thread count whichever thread runs which share. (out, F)
+  // with a single share.
+  const int64_t shares = s.rows > 0 ? shares_used(s.rows, s.chunk_rows, s.shares) : 1;
+  at::Tensor grad_x, grad_weight;
   if (need_x) grad_x = at::empty({s.rows, s.in}, x.options());
-  if (need_weights) grad_weight = s.rows > 0 ? at::empty({s.out, s.features}, x.options())
-                                             : at::zeros({s.out, s.features}, x.options());
+  if (need_weights) {
+    grad_weight = s.rows == 0 ? at::zeros({s.out, s.features}, x.options())
+                  : shares > 1 ? at::empty({shares, s.out, s.features}, x.options())
+                               : at::empty({s.out, s.features}, x.options());
+  }
   if (s.rows > 0 && (need_x || need_weights)) {
     const at::Tensor weight =
         need_x ? kan_linear_combined_weight(base_weight, spline_weight, spline_scaler) : at::Tensor();
-    // One (out, F) partial gradient per share, summed in share order at the end: the same
-    // result for the same thread count whichever thread runs which share.
-    const int64_t shares = shares_used(s.rows, s.chunk_rows, s.shares);
-    const at::Tensor partials =
-        need_weights && shares > 1 ? at::empty({shares, s.out, s.features}, x.options()) : at::Tensor();
     std::vector<char> started(shares, 0);
     for_each_chunk(s.rows, s.chunk_rows, s.shares, [&](int64_t share, int64_t r0, int64_t rc) {
       const at::Tensor x_chunk = x.narrow(0, r0, rc);
@@ -223,7 +231,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_i
         kan_linear_features(bases, s, act, x_chunk, feats);
       }
       if (need_weights) {
-        at::Tensor acc = partials.defined() ? partials[share] : grad_weight;
+        at::Tensor acc = shares > 1 ? grad_weight[share] : grad_weight;
         if (!started[share]) {
           at::mm_out(acc, g_chunk.t(), feats);
           started[share] = 1;
@@ -232,17 +240,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_i
         }
       }
     });
-    if (partials.defined()) at::sum_out(grad_weight, partials, 0);
   }
 
   at::Tensor grad_base, grad_spline, grad_scaler;
-  if (need_weights) {
-    if (need_base) grad_base = grad_weight.narrow(1, 0, s.in).contiguous();
+  if (need_base) grad_base = at::empty({s.out, s.in}, x.options());
+  if (output_mask[2]) grad_spline = at::empty(spline_weight.sizes(), spline_weight.options());
+  if (need_scaler) grad_scaler = at::empty({s.out, s.in}, x.options());
+  if (need_weights && x.is_cpu()) {
+    kan_linear_split_weight_grad_cpu(grad_weight, spline_weight, spline_scaler, base_weight.defined(), grad_base,
+                                     grad_spline, grad_scaler);
+  } else if (need_weights) {  // a single share off the CPU (chunk_shares.h)
+    if (need_base) grad_base.copy_(grad_weight.narrow(1, 0, s.in));
     // d loss / d (spline_weight·scaler), (out, G+K, in) as W_c holds it
     const at::Tensor grad_scaled =
         grad_weight.narrow(1, s.base_cols, s.num_bases * s.in).view({s.out, s.num_bases, s.in});
     if (output_mask[2]) {  // written straight into the (out, in, G+K) layout: one pass, no copy
-      grad_spline = at::empty(spline_weight.sizes(), spline_weight.options());
       at::Tensor as_scaled = grad_spline.permute({0, 2, 1});
       if (spline_scaler.defined()) {
         at::mul_out(as_scaled, grad_scaled, spline_scaler.unsqueeze(1));
@@ -251,7 +263,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kan_linear_backward_i
       }
     }
     // reduced over the bases in W_c's layout, where (out, in) rows are contiguous
-    if (need_scaler) grad_scaler = (grad_scaled * spline_weight.permute({0, 2, 1})).sum(1);
+    if (need_scaler) at::sum_out(grad_scaler, grad_scaled * spline_weight.permute({0, 2, 1}), 1);
   }
   const auto or_empty = [&](const at::Tensor& t) { return t.defined() ? t : at::empty({0}, x.options()); };
   return {or_empty(grad_x), or_empty(grad_base), or_empty(grad_spline), or_empty(grad_scaler)};
