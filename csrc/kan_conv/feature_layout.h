@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "weight_slots_cpu.h"
+
 namespace kanfast {
 
 enum class FeatureLayout { kChannelMajor, kSlotMajor };
@@ -85,8 +87,15 @@ inline at::Tensor spline_in_slot_order(const at::Tensor& t, FeatureLayout layout
   return weight_slot_dim(layout) == 2 ? t : t.transpose(1, 2);
 }
 
+// Where slot s of input channel c sits among W_c's channels: c·first + s·second.
+inline std::pair<int64_t, int64_t> channel_steps(FeatureLayout layout, int64_t in_per_group, int64_t slots) {
+  return layout == FeatureLayout::kChannelMajor ? std::pair<int64_t, int64_t>{slots, 1}
+                                                : std::pair<int64_t, int64_t>{1, in_per_group};
+}
+
 // W_c: (out, in/groups·slots, *k) in memory_format(layout), from base_weight (out, in/groups,
-// *k; undefined: no base slot) and spline_weight (out, in/groups, num_bases, *k).
+// *k; undefined: no base slot) and spline_weight (out, in/groups, num_bases, *k). On the CPU
+// by one plain loop (weight_slots_cpu.h), as is the split below.
 inline at::Tensor combined_weight(const at::Tensor& base_weight, const at::Tensor& spline_weight,
                                   FeatureLayout layout) {
   const int64_t base_slots = base_weight.defined() ? 1 : 0, num_bases = spline_weight.size(2);
@@ -94,6 +103,12 @@ inline at::Tensor combined_weight(const at::Tensor& base_weight, const at::Tenso
   sizes.erase(sizes.begin() + 2);
   sizes[1] *= base_slots + num_bases;
   const at::Tensor w = at::empty(sizes, spline_weight.options().memory_format(memory_format(layout, sizes.size())));
+  if (w.is_cpu()) {
+    const auto [input_step, slot_step] = channel_steps(layout, spline_weight.size(1), base_slots + num_bases);
+    copy_weight_slots_cpu(w, base_slots ? base_weight.contiguous() : at::Tensor(), spline_weight.contiguous(),
+                          base_slots, num_bases, input_step, slot_step, true);
+    return w;
+  }
   const at::Tensor w_slots = w.view(per_slot_weight_sizes(spline_weight, base_slots + num_bases, layout));
   const int64_t slot_dim = weight_slot_dim(layout);
   if (base_slots) w_slots.select(slot_dim, 0).copy_(base_weight);
@@ -108,6 +123,18 @@ inline std::pair<at::Tensor, at::Tensor> split_weight_grad(const at::Tensor& gra
                                                            const at::Tensor& spline_weight, bool has_base,
                                                            bool want_base, bool want_spline, FeatureLayout layout) {
   const int64_t base_slots = has_base ? 1 : 0, num_bases = spline_weight.size(2);
+  if (grad_weight.is_cpu()) {
+    at::Tensor grad_base, grad_spline;
+    if (has_base && want_base) {
+      std::vector<int64_t> sizes = spline_weight.sizes().vec();
+      sizes.erase(sizes.begin() + 2);
+      grad_base = at::empty(sizes, grad_weight.options());
+    }
+    if (want_spline) grad_spline = at::empty(spline_weight.sizes(), grad_weight.options());
+    const auto [input_step, slot_step] = channel_steps(layout, spline_weight.size(1), base_slots + num_bases);
+    copy_weight_slots_cpu(grad_weight, grad_base, grad_spline, has_base, num_bases, input_step, slot_step, false);
+    return {grad_base, grad_spline};
+  }
   const at::Tensor g = grad_weight.reshape(per_slot_weight_sizes(spline_weight, base_slots + num_bases, layout));
   const int64_t slot_dim = weight_slot_dim(layout);
   at::Tensor grad_base, grad_spline;
