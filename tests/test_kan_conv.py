@@ -239,6 +239,36 @@ def test_opcheck_compiled(geometry):
     torch.library.opcheck(torch.ops.kanfast.kan_conv.default, _op_args(p, 2))
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=["f64", "f32", "bf16"])
+def test_memory_format_copies_of_large_images(dims, channels_last, dtype):
+    """The C++ CPU backend moves x, y, grad_out and grad_x between NCHW and channels-last with
+    its own tiled transpose (memory_format_cpu.h): channel counts and image sizes here leave
+    partial tiles and partial bands, images are split into several chunks, and the elements
+    are 8, 4 and 2 bytes wide."""
+    if not _backend.load_library():
+        pytest.skip("compiled library not loaded")
+    spatial = (17, 19) if dims == 2 else (5, 7, 9)  # 323 and 315 sites: more than one 256-site band
+    p = _params((dims, 10, 9, 3, 1, 1, 1, 1, spatial), dtype=dtype, batch=3)
+    if channels_last:
+        p["x"] = p["x"].contiguous(memory_format=torch.channels_last if dims == 2 else torch.channels_last_3d)
+    # a contiguous grad_out for a channels-last y too: the op moves it to the features' layout
+    grad_out = torch.randn(3, 9, *spatial, dtype=dtype)
+    y, grads, grad_out = _grads(p, lambda q: _run(q, "cpp", chunk_rows=2), grad_out)
+    assert y.is_contiguous() != channels_last and grads["x"].is_contiguous() != channels_last
+    p64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
+    y_ref, grads_ref, _ = _grads(p64, _reference, grad_out.double())
+    if dtype == torch.bfloat16:
+        # 2-byte elements: bfloat16 rounding is far below the error of a value in the wrong place
+        for actual, expected in ((y, y_ref), (grads["x"], grads_ref["x"])):
+            assert (actual.double() - expected).abs().max() <= 0.03 * expected.abs().max()
+        return
+    assert_close(y, y_ref, "kan_linear_output")
+    for name in grads:
+        assert_close(grads[name], grads_ref[name], "kan_linear_grad")
+
+
 @pytest.mark.parametrize("geometry", [GEOMETRIES[0], GEOMETRIES[2]], ids=["groups1", "depthwise"])
 def test_channels_last_in_channels_last_out(geometry):
     """Like nn.Conv2d: y and grad_x follow a channels-last x, whichever feature layout the

@@ -25,6 +25,7 @@
 #include "../common/feature_passes.h"
 #include "../common/scratch.h"
 #include "feature_layout.h"
+#include "memory_format_cpu.h"
 
 namespace kanfast {
 
@@ -178,7 +179,7 @@ at::Tensor kan_conv_forward_impl(const Bases& bases, const at::Tensor& x_in, con
                                  const at::Tensor& spline_weight, const at::Tensor& bias, const std::string& act,
                                  const KanConvGeometry& g, int64_t chunk_rows) {
   const KanConvShape s = kan_conv_shape(x_in, spline_weight, base_weight.defined(), g.groups, chunk_rows);
-  const at::Tensor x = x_in.contiguous(memory_format(s.layout, x_in.dim()));
+  const at::Tensor x = to_memory_format(x_in, memory_format(s.layout, x_in.dim()));
   const at::Tensor weight = combined_weight(base_weight, spline_weight, s.layout);
   const std::vector<int64_t> no_output_padding(g.dims, 0);
   at::Tensor y;
@@ -192,10 +193,10 @@ at::Tensor kan_conv_forward_impl(const Bases& bases, const at::Tensor& x_in, con
     if (!y.defined()) {
       auto sizes = y_chunk.sizes().vec();
       sizes[0] = s.batch;
-      if (rc == s.batch) return y_chunk.contiguous(input_memory_format(x_in));  // a single chunk
+      if (rc == s.batch) return to_memory_format(y_chunk, input_memory_format(x_in));  // a single chunk
       y = at::empty(sizes, y_chunk.options().memory_format(input_memory_format(x_in)));
     }
-    y.narrow(0, r0, rc).copy_(y_chunk);
+    copy_across_memory_formats(y.narrow(0, r0, rc), y_chunk);
   }
   return y;
 }
@@ -213,13 +214,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
   const bool need_base = output_mask[1] && base_weight.defined();
   const bool need_weights = need_base || output_mask[2];
   const at::MemoryFormat format = memory_format(s.layout, x_in.dim());
-  const at::Tensor x = x_in.contiguous(format);
+  const at::Tensor x = to_memory_format(x_in, format);
   const at::Tensor weight = combined_weight(base_weight, spline_weight, s.layout);
   const std::vector<int64_t> no_output_padding(g.dims, 0);
 
   at::Tensor grad_x, grad_weight;  // grad_weight: gradient of W_c
   // In the features' layout once, not inside each of the chunk's two convolutions.
-  const at::Tensor grad_dense = grad_out.contiguous(format);
+  const at::Tensor grad_dense = to_memory_format(grad_out, format);
   if (need_x) grad_x = at::empty_like(x);
   if (s.batch > 0 && (need_x || need_weights)) {
     // Features and their gradient from one pass over the recursion: the input gradient of the
@@ -242,7 +243,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
             grad_padded = grad_padded.narrow(2 + d, g.extra_padding[2 * (g.dims - 1 - d)], x.size(2 + d));
           }
         }
-        const at::Tensor grad_feats = slot_view(grad_padded.contiguous(format), s.in, s.slots, s.layout);
+        const at::Tensor grad_feats = slot_view(to_memory_format(grad_padded, format), s.in, s.slots, s.layout);
         const at::Tensor grad_spline = grad_feats.narrow(2, s.base_slots, s.num_bases);
         input_grad_and_features(bases, act, x3, base_slot(grad_feats, s), grad_spline,
                                 element_view(grad_x.narrow(0, r0, rc), s.layout),
@@ -270,7 +271,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kan_conv_backward_impl(
     std::tie(grad_base, grad_spline) =
         split_weight_grad(grad_weight, spline_weight, base_weight.defined(), need_base, output_mask[2], s.layout);
   }
-  if (grad_x.defined()) grad_x = grad_x.contiguous(input_memory_format(x_in));
+  if (grad_x.defined()) grad_x = to_memory_format(grad_x, input_memory_format(x_in));
   const auto or_empty = [&](const at::Tensor& t) { return t.defined() ? t : at::empty({0}, x.options()); };
   return {or_empty(grad_x), or_empty(grad_base), or_empty(grad_spline)};
 }
