@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import gc
 import os
 import platform
 import statistics
@@ -82,21 +83,33 @@ def interleaved_medians(runs: dict[str, Callable[[], None]], repeats: int, warmu
 
     A sample is as many back-to-back calls as fill ``min_sample_s`` (counted from the last
     warm-up call), so that millisecond-scale cases are not timed one noisy call at a time.
+
+    Python's garbage collector is off while timing, as in timeit: with torch imported its
+    collections, set off by whichever provider happens to allocate the 700th object, cost
+    ~0.6 ms per forward+backward at N=16 16->32 8x8 (the floor took 2.05 ms with it, 1.43 ms
+    without), charged to whichever provider was running.
     """
-    calls: dict[str, int] = {}
-    for name, fn in runs.items():
-        for _ in range(warmup):
-            start = time.perf_counter()
-            fn()
-            elapsed = time.perf_counter() - start
-        calls[name] = max(1, int(min_sample_s / max(elapsed, 1e-9))) if warmup else 1
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        calls: dict[str, int] = {}
         for name, fn in runs.items():
-            start = time.perf_counter()
-            for _ in range(calls[name]):
+            for _ in range(warmup):
+                start = time.perf_counter()
                 fn()
-            times[name].append((time.perf_counter() - start) / calls[name])
+                elapsed = time.perf_counter() - start
+            calls[name] = max(1, int(min_sample_s / max(elapsed, 1e-9))) if warmup else 1
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(repeats):
+            for name, fn in runs.items():
+                start = time.perf_counter()
+                for _ in range(calls[name]):
+                    fn()
+                times[name].append((time.perf_counter() - start) / calls[name])
+    finally:
+        if collecting:
+            gc.enable()
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 

@@ -1,5 +1,6 @@
 """Shared set-up of the pytest-benchmark suites, as in the ratio scripts (DESIGN.md §5): 2
-threads and a steady allocator (common.setup_measurement)."""
+threads, a steady allocator (common.setup_measurement) and no garbage collection while timing
+(common.interleaved_medians says why)."""
 
 import pytest
 import torch
@@ -9,6 +10,8 @@ from common import steady_allocator
 
 def pytest_configure(config):
     steady_allocator()
+    if hasattr(config.option, "benchmark_disable_gc"):
+        config.option.benchmark_disable_gc = True
 
 
 @pytest.fixture(scope="module", autouse=True)
