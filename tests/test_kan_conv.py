@@ -386,3 +386,28 @@ def test_op_rejects_mismatched_weights():
         ops.kan_conv(p["x"], p["grid"], p["base_weight"][:, :2], p["spline_weight"], spline_order=3)
     with pytest.raises(ValueError, match=r"groups must be a positive int dividing in_channels \(4\)"):
         ops.kan_conv(p["x"], p["grid"], None, p["spline_weight"], spline_order=3, groups=3)
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (dict(stride=1.0), ValueError, "stride must be an int or a tuple"),
+    (dict(stride=(1, 1.0)), ValueError, "stride must be an int or a tuple"),
+    (dict(padding=True), ValueError, "padding must be"),
+    (dict(spline_order=True), TypeError, "spline_order must be an int"),
+    (dict(groups=1.0), ValueError, "groups must be a positive int"),
+    (dict(padding_mode="mirror"), ValueError, "padding_mode must be one of"),
+    (dict(backend="nonexistent"), ValueError, "backend must be one of"),
+])
+def test_checks_hold_for_a_signature_seen_before(bad, error, match):
+    """kan_conv checks each call signature once; a call that differs only in the type or value
+    of an argument that is not a tensor (1 and 1.0 and True hash alike) is checked again."""
+    p = _params(GEOMETRIES[0], dtype=torch.float32)
+    good = dict(spline_order=3, stride=1, padding=1, groups=1, padding_mode="zeros")
+    for key in bad:
+        if key in ("stride", "padding", "groups"):
+            good[key] = (1, 1) if isinstance(bad[key], tuple) else int(bad[key])
+    for _ in range(2):
+        ops.kan_conv(p["x"], p["grid"], p["base_weight"], p["spline_weight"], p["bias"], **good)
+    with pytest.raises(error, match=match):
+        ops.kan_conv(p["x"], p["grid"], p["base_weight"], p["spline_weight"], p["bias"], **{**good, **bad})
+    with pytest.raises(ValueError, match="x.shape\\[1\\] must equal grid.shape\\[0\\]"):
+        ops.kan_conv(p["x"][:, :3], p["grid"], p["base_weight"], p["spline_weight"], p["bias"], **good)
