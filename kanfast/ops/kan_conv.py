@@ -71,14 +71,14 @@ def _exact(value):
 def _tensor_signature(t):
     if t is None:
         return None
-    if type(t) is not torch.Tensor and not isinstance(t, torch.Tensor):
+    if not isinstance(t, torch.Tensor):
         raise TypeError("not part of a signature")
     return t.shape, t.dtype, t.device
 
 
 # Everything kan_conv checks is a function of its call's signature: shapes, dtypes and devices,
 # the arguments that are not tensors, and the backend setting. A signature seen before skips
-# the checks: at N=16 16->32 8x8 they were ~40 µs of a ~1.7 ms forward+backward.
+# the checks, which cost ~20 µs a call (a KAN CNN on small images spends ~1.7 ms a layer).
 _PLANS: dict = {}
 _MAX_PLANS = 256
 
@@ -86,7 +86,7 @@ _MAX_PLANS = 256
 @dataclasses.dataclass(frozen=True)
 class _Plan:
     unbatched: bool
-    pad: list[int] | None  # F.pad for the non-zero padding modes, else None
+    pad: tuple[int, ...] | None  # F.pad for the non-zero padding modes, else None
     backend: str
     stride: tuple[int, ...]
     pairs: tuple[tuple[int, int], ...]
@@ -211,7 +211,7 @@ def _check_and_plan(x, grid, base_weight, spline_weight, bias, spline_order, bas
 
     pad = None
     if padding_mode != "zeros" and any(p for pair in pairs for p in pair):
-        pad = [p for pair in reversed(pairs) for p in pair]
+        pad = tuple(p for pair in reversed(pairs) for p in pair)
         pairs = ((0, 0),) * dims
     name = _backend.choose(op, x.device, backend)
     return _Plan(unbatched, pad, name, tuple(stride), tuple(pairs), tuple(dilation))
