@@ -37,9 +37,12 @@ void transpose_block(const T* src, T* dst, int64_t rows, int64_t cols, int64_t s
   }
 }
 
-// Per image, (rows, cols) -> (cols, rows), in bands of at most kBand x kBand, run in parallel.
+// Per image, (rows, cols) -> (cols, rows), in bands of at most kBand x kBand, run in parallel;
+// T: any type of the elements' width (a copy moves bits only).
 template <typename T>
-void transpose_images(const T* src, T* dst, int64_t images, int64_t rows, int64_t cols) {
+void transpose_images(const void* from, void* to, int64_t images, int64_t rows, int64_t cols) {
+  const T* src = static_cast<const T*>(from);
+  T* dst = static_cast<T*>(to);
   constexpr int64_t kBand = 256;
   const int64_t row_bands = (rows + kBand - 1) / kBand, col_bands = (cols + kBand - 1) / kBand;
   const int64_t bands = row_bands * col_bands;
@@ -60,6 +63,10 @@ inline bool only_contiguous(const at::Tensor& t, at::MemoryFormat channels_last)
   return t.is_contiguous() && !t.is_contiguous(channels_last);
 }
 
+inline bool only_channels_last(const at::Tensor& t, at::MemoryFormat channels_last) {
+  return t.is_contiguous(channels_last) && !t.is_contiguous();
+}
+
 }  // namespace memory_format_detail
 
 // dst <- src for CPU tensors (N, C, *spatial) of the same sizes and dtype, one contiguous and
@@ -73,30 +80,21 @@ inline bool copy_between_memory_formats_cpu(const at::Tensor& src, const at::Ten
   const auto channels_last = src.dim() == 4 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::ChannelsLast3d;
   const int64_t images = src.size(0), channels = src.size(1), sites = src.numel() / (images * channels);
   int64_t rows, cols;  // of each image in src's memory
-  if (detail::only_contiguous(src, channels_last) && dst.is_contiguous(channels_last) && !dst.is_contiguous()) {
+  if (detail::only_contiguous(src, channels_last) && detail::only_channels_last(dst, channels_last)) {
     rows = channels, cols = sites;
-  } else if (src.is_contiguous(channels_last) && !src.is_contiguous() && detail::only_contiguous(dst, channels_last)) {
+  } else if (detail::only_channels_last(src, channels_last) && detail::only_contiguous(dst, channels_last)) {
     rows = sites, cols = channels;
   } else {
     return false;
   }
   const void* from = src.const_data_ptr();
   void* to = dst.mutable_data_ptr();
-  switch (src.element_size()) {  // a copy: only the element's width matters
-    case 1:
-      detail::transpose_images(static_cast<const uint8_t*>(from), static_cast<uint8_t*>(to), images, rows, cols);
-      return true;
-    case 2:
-      detail::transpose_images(static_cast<const uint16_t*>(from), static_cast<uint16_t*>(to), images, rows, cols);
-      return true;
-    case 4:
-      detail::transpose_images(static_cast<const uint32_t*>(from), static_cast<uint32_t*>(to), images, rows, cols);
-      return true;
-    case 8:
-      detail::transpose_images(static_cast<const uint64_t*>(from), static_cast<uint64_t*>(to), images, rows, cols);
-      return true;
-    default:
-      return false;
+  switch (src.element_size()) {
+    case 1: detail::transpose_images<uint8_t>(from, to, images, rows, cols); return true;
+    case 2: detail::transpose_images<uint16_t>(from, to, images, rows, cols); return true;
+    case 4: detail::transpose_images<uint32_t>(from, to, images, rows, cols); return true;
+    case 8: detail::transpose_images<uint64_t>(from, to, images, rows, cols); return true;
+    default: return false;
   }
 }
 
