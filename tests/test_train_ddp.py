@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
-import socket
+import signal
 import time
 
 import pytest
@@ -72,9 +73,13 @@ def _forbid_writes():
 
 
 def _worker(rank, port, out):
-    # the trainer initialises the process group from the torchrun environment
+    # a hang is reported with every rank's Python stacks: the fixture sends SIGUSR1 at its deadline
+    stacks = open(f"{out}/rank{rank}.stacks", "w")  # noqa: SIM115 (open until the process ends)
+    faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)
+    # the trainer initialises the process group from the torchrun environment, where the
+    # launcher hosts the store and every rank connects to it
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+                      LOCAL_RANK=str(rank), TORCHELASTIC_USE_AGENT_STORE="True")
     torch.set_num_threads(1)
     if rank != 0:
         _forbid_writes()
@@ -110,26 +115,34 @@ def _worker(rank, port, out):
             dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    context = mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=False)
+    # the store listens (on a port of the system's choosing) before any rank starts: no rank
+    # binds a port that was probed free earlier, nor retries connecting to one nobody holds yet
+    store = dist.TCPStore("127.0.0.1", 0, WORLD, is_master=True, wait_for_workers=False)
+    context = mp.spawn(_worker, args=(store.port, str(out)), nprocs=WORLD, join=False)
     deadline = time.monotonic() + JOIN_TIMEOUT_S
     try:
         while not context.join(timeout=max(1.0, deadline - time.monotonic())):
             if time.monotonic() > deadline:
-                pytest.fail(f"the {WORLD} training processes did not finish in {JOIN_TIMEOUT_S} s")
+                pytest.fail(f"the {WORLD} training processes did not finish in {JOIN_TIMEOUT_S} s; "
+                            f"where they were:\n{_stacks_of(context.processes, out)}")
     finally:
         for process in context.processes:
             if process.is_alive():
                 process.kill()
     return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+def _stacks_of(processes, out):
+    for process in processes:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGUSR1)
+    time.sleep(2)  # faulthandler writes from a signal handler: give it a moment
+    stacks = [out / f"rank{rank}.stacks" for rank in range(WORLD)]
+    return "\n".join(f"--- rank {rank} ---\n" + (path.read_text() if path.exists() else "not started (importing)\n")
+                     for rank, path in enumerate(stacks))
 
 
 def _assert_close(a, b, atol=1e-6):
